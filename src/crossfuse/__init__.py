@@ -1,0 +1,4 @@
+"""crossfuse: cross-modal knowledge fusion."""
+
+__version__ = "0.1.0"
+__all__ = ["__version__"]

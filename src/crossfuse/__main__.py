@@ -1,0 +1,5 @@
+"""`python -m crossfuse` runs the command line."""
+
+from crossfuse.cli import main
+
+main()

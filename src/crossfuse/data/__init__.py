@@ -1,0 +1,1 @@
+"""Reading tables, inferring their schema, and turning cells into tensors."""

@@ -1,0 +1,1 @@
+"""Builders for the bundled demo data set and AV-MNIST."""

@@ -1,0 +1,89 @@
+"""The contract every per-column processor follows, and their registry.
+
+A processor turns one cell of a column into a tensor (``process``) and a list of such
+tensors into a batch (``collate``). It is fitted on the training split only and its
+state is plain JSON, saved in the model directory, so the exact same preprocessing is
+applied at prediction time.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch
+
+_REGISTRY: dict[str, type[ColumnProcessor]] = {}
+
+P = TypeVar("P", bound="type[ColumnProcessor]")
+
+
+def register_processor(modality: str) -> Callable[[P], P]:
+    """Class decorator: make ``cls`` the processor for ``modality``."""
+
+    def wrap(cls: P) -> P:
+        cls.modality = modality
+        _REGISTRY[modality] = cls
+        return cls
+
+    return wrap
+
+
+def processor_class(modality: str) -> type[ColumnProcessor]:
+    """The processor class registered for ``modality``."""
+    if modality not in _REGISTRY:
+        raise KeyError(f"no processor registered for modality {modality!r}")
+    return _REGISTRY[modality]
+
+
+class ColumnProcessor(ABC):
+    """Decode, clean and tensorise the cells of one column.
+
+    ``process`` raises :class:`crossfuse.errors.CellError` with a short reason for a cell
+    that cannot be used; the dataset turns it into ``present=False`` (or an error in
+    strict mode) and records where it happened.
+    """
+
+    modality: ClassVar[str]
+
+    def fit(self, cells: Sequence[Any], base_dir: Path | None = None) -> ColumnProcessor:
+        """Learn statistics from the training cells (default: nothing to learn)."""
+        return self
+
+    @abstractmethod
+    def process(
+        self,
+        cell: Any,
+        *,
+        base_dir: Path | None = None,
+        train: bool = False,
+        rng: np.random.Generator | None = None,
+    ) -> torch.Tensor:
+        """One cell → one tensor. ``train`` enables augmentation drawn from ``rng``."""
+
+    @abstractmethod
+    def collate(self, items: list[torch.Tensor | None]) -> dict[str, torch.Tensor]:
+        """Stack a batch; ``None`` marks an absent cell. Always includes ``present (B,)``."""
+
+    @abstractmethod
+    def get_state(self) -> dict[str, Any]:
+        """JSON-serialisable config and fitted state."""
+
+    @classmethod
+    @abstractmethod
+    def from_state(cls, state: dict[str, Any]) -> ColumnProcessor:
+        """Rebuild a fitted processor from :meth:`get_state`."""
+
+
+def stack_fixed(items: list[torch.Tensor | None], shape: tuple[int, ...], key: str) -> dict:
+    """Collate fixed-shape items; absent ones become zeros that the mask marks absent."""
+    present = torch.tensor([x is not None for x in items], dtype=torch.bool)
+    dtype = next((x.dtype for x in items if x is not None), torch.float32)
+    out = torch.zeros((len(items), *shape), dtype=dtype)
+    for i, x in enumerate(items):
+        if x is not None:
+            out[i] = x
+    return {key: out, "present": present}
