@@ -10,14 +10,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from crossfuse.data.audio import (
-    AudioConfig,
-    AudioProcessor,
-    decode_audio,
-    fix_length,
-    resample,
-    to_mono,
-)
+from crossfuse.data.audio import AudioConfig, AudioProcessor
+from crossfuse.data.audio_io import decode_audio, fix_length, resample, to_mono
 from crossfuse.data.processor import processor_class
 from crossfuse.errors import CellError, ConfigError, CrossfuseError, ModelDirError
 

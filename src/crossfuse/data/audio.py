@@ -7,18 +7,15 @@ float32 log-mel spectrogram of fixed shape ``(n_mels, frames)``.
 
 from __future__ import annotations
 
-import io
 import math
-import struct
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
-import soundfile as sf
 import torch
-from scipy.signal import resample_poly
 
+from crossfuse.data.audio_io import decode_audio, fix_length, resample, to_mono
 from crossfuse.data.media import is_missing, resolve_media_path
 from crossfuse.data.melspec import MelConfig, log_mel_spectrogram
 from crossfuse.data.processor import ColumnProcessor, register_processor, stack_fixed
@@ -107,109 +104,6 @@ def _is_int(value: Any) -> bool:
 def _require(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
-
-
-def _check_wav_length(f: BinaryIO, size: int) -> None:
-    """Raise if a RIFF/RIFX WAVE file declares more sample bytes than it holds.
-
-    libsndfile quietly reads whatever is there, so a half-copied file would otherwise
-    pass as a shorter clip. Non-RIFF content is left to soundfile.
-    """
-    head = f.read(12)
-    if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
-        return
-    endian = "<" if head[:4] == b"RIFF" else ">"
-    pos = 12
-    while pos + 8 <= size:
-        f.seek(pos)
-        chunk_id, chunk_size = struct.unpack(endian + "4sI", f.read(8))
-        body = pos + 8
-        if chunk_id == b"data":
-            have = size - body
-            if chunk_size != 0xFFFFFFFF and chunk_size > have:  # 0xFFFFFFFF: streamed, unknown
-                raise CellError(
-                    f"truncated audio file: header says {chunk_size} bytes of samples, "
-                    f"file has {have}"
-                )
-            return
-        if body + chunk_size > size:
-            raise CellError("truncated audio file: it ends inside its header, before the samples")
-        pos = body + chunk_size + (chunk_size & 1)  # chunks are padded to even sizes
-
-
-def decode_audio(source: str | Path | bytes | bytearray | memoryview) -> tuple[np.ndarray, int]:
-    """Decode an audio file (path or raw bytes) with soundfile.
-
-    Returns:
-        ``(samples (channels, n) float32, sample_rate)``.
-
-    Raises:
-        CellError: undecodable content, a truncated WAV, no samples, or non-finite values.
-    """
-    is_path = isinstance(source, (str, Path))
-    where = str(source) if is_path else None
-    try:
-        if is_path:
-            with open(source, "rb") as f:
-                _check_wav_length(f, Path(source).stat().st_size)
-            data, sr = sf.read(str(source), dtype="float32", always_2d=True)
-        else:
-            raw = bytes(source)
-            _check_wav_length(io.BytesIO(raw), len(raw))
-            data, sr = sf.read(io.BytesIO(raw), dtype="float32", always_2d=True)
-    except CellError as err:
-        raise CellError(err.reason, file=where) from None
-    except (sf.SoundFileError, RuntimeError, ValueError, TypeError, EOFError, OSError) as err:
-        cause = getattr(err, "error_string", None) or str(err) or type(err).__name__
-        raise CellError(f"cannot decode audio: {cause.strip()}", file=where) from None
-    if data.shape[0] == 0:
-        raise CellError("no audio samples", file=where)
-    if not np.isfinite(data).all():
-        raise CellError("audio contains NaN or infinite samples", file=where)
-    return np.ascontiguousarray(data.T), int(sr)  # (channels, n)
-
-
-def to_mono(x: np.ndarray) -> np.ndarray:
-    """Average ``(channels, n)`` to ``(n,)`` float32; a 1-D input is returned as float32."""
-    x = np.asarray(x)
-    mono = x if x.ndim == 1 else x.mean(axis=0)
-    return mono.astype(np.float32, copy=False)
-
-
-def resample(x: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
-    """Polyphase resampling along the last axis (``scipy.signal.resample_poly``)."""
-    if orig_sr <= 0 or target_sr <= 0:
-        raise ValueError(f"sample rates must be positive, got {orig_sr} and {target_sr}")
-    if orig_sr == target_sr:
-        return np.asarray(x, dtype=np.float32)
-    g = math.gcd(int(orig_sr), int(target_sr))
-    out = resample_poly(x, int(target_sr) // g, int(orig_sr) // g, axis=-1)
-    return out.astype(np.float32, copy=False)
-
-
-def fix_length(
-    x: np.ndarray, n: int, mode: str = "center", rng: np.random.Generator | None = None
-) -> np.ndarray:
-    """Crop or zero-pad ``x (..., samples)`` to exactly ``n`` samples.
-
-    ``mode`` places the kept window (or the clip inside the padding): ``"start"`` at
-    the beginning, ``"center"`` in the middle, ``"random"`` at an offset drawn from ``rng``.
-    """
-    if mode not in ("center", "start", "random"):
-        raise ValueError(f"fix_length mode must be center, start or random, got {mode!r}")
-    length = x.shape[-1]
-    extra = abs(length - n)
-    if mode == "start":
-        offset = 0
-    elif mode == "center":
-        offset = extra // 2
-    else:
-        offset = int((rng or np.random.default_rng()).integers(0, extra + 1))
-    if length >= n:
-        return x[..., offset : offset + n]
-    out = np.zeros((*x.shape[:-1], n), dtype=x.dtype)
-    out[..., offset : offset + length] = x
-    return out
 
 
 def _shift(x: np.ndarray, k: int) -> np.ndarray:
