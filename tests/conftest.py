@@ -94,3 +94,50 @@ def bad_table(tmp_path: Path) -> Path:
     path = tmp_path / "bad.csv"
     df.to_csv(path, index=False)
     return path
+
+
+TINY_CONFIG = {
+    "data": {"image": {"size": 8, "channels": 1}},
+    "model": {
+        "hidden": 16,
+        "encoders": {
+            "text": {"dim": 16, "options": {"embed_dim": 8, "hidden": 8}},
+            "image": {"dim": 16, "options": {"widths": [8]}},
+            "tabular": {"dim": 16},
+        },
+    },
+    "train": {"epochs": 6, "batch_size": 16, "lr": 5e-3, "patience": 0},
+}
+
+
+def make_toy_table(folder: Path, n: int = 160, seed: int = 0) -> Path:
+    """A learnable toy: class "a"/"b" shows in image brightness, a word and a number.
+
+    Also has ``score``, a regression target (2·x plus noise), for multitask tests.
+    """
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        cls = i % 2
+        pixels = np.clip(rng.normal(170 if cls else 70, 40, (8, 8)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels, mode="L").save(folder / f"toy{i}.png")
+        word = ["alpha", "beta"][cls] if rng.random() < 0.8 else ["alpha", "beta"][1 - cls]
+        x = rng.normal(1.0 if cls else -1.0, 1.0)
+        rows.append(
+            {
+                "note": f"{word} item {rng.integers(0, 5)}",
+                "picture": f"toy{i}.png",
+                "x": round(float(x), 4),
+                "label": ["a", "b"][cls],
+                "score": round(float(2 * x + rng.normal(0, 0.1)), 4),
+            }
+        )
+    path = folder / "toy.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def toy_table(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_toy_table(tmp_path_factory.mktemp("toy"))

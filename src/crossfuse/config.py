@@ -63,7 +63,8 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, *, path: str = "") -> T
     try:
         return cls(**kwargs)
     except ConfigError as e:
-        raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+        msg = str(e)
+        raise ConfigError(f"{path}: {msg}" if path and not msg.startswith(path) else msg) from None
     except TypeError as e:
         raise ConfigError(f"{path or 'config'}: {e}") from None
 
@@ -117,3 +118,89 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
+
+
+@dataclass
+class EncoderConfig:
+    """One input's encoder: a registered name and its options."""
+
+    name: str | None = None  # registry name; None → the default for the input's modality
+    dim: int = 128  # width of the encoder's output
+    trainable: bool = True  # False freezes the encoder's weights
+    options: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments
+
+    def __post_init__(self) -> None:
+        if self.dim < 1:
+            raise ConfigError(f"encoder dim must be ≥ 1, got {self.dim}")
+
+
+@dataclass
+class ModelConfig:
+    """Encoders, fusion and heads."""
+
+    fusion: str = "concat"  # registered fusion name (weighted, concat, late, ...)
+    hidden: int = 128  # width of the fused representation
+    fusion_options: dict[str, Any] = field(default_factory=dict)  # keyword options of the fusion
+    # Per input name (a column, or "tabular") or per modality ("text", "image", ...).
+    encoders: dict[str, EncoderConfig] = field(default_factory=dict)
+    head_hidden: int = 0  # 0: linear heads; >0: one hidden layer of this width
+    dropout: float = 0.1  # dropout before the heads
+
+    def __post_init__(self) -> None:
+        self.encoders = {
+            k: v
+            if isinstance(v, EncoderConfig)
+            else from_dict(EncoderConfig, v, path=f"encoders.{k}")
+            for k, v in self.encoders.items()
+        }
+        if self.hidden < 1 or self.head_hidden < 0 or not 0 <= self.dropout < 1:
+            raise ConfigError("model.hidden ≥ 1, model.head_hidden ≥ 0 and 0 ≤ model.dropout < 1")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, stopping and the validation split."""
+
+    epochs: int = 30  # maximum number of epochs
+    batch_size: int = 32  # rows per batch
+    lr: float = 2e-3  # peak learning rate of AdamW
+    weight_decay: float = 0.01  # AdamW weight decay (not applied to biases and norms)
+    warmup: float = 0.1  # share of all steps spent warming the learning rate up
+    grad_clip: float = 1.0  # clip the gradient norm to this (0 disables)
+    patience: int = 6  # epochs without improvement before early stopping (0 disables)
+    monitor: str | None = None  # validation metric to select on; None → accuracy or rmse
+    time_limit: float | None = None  # seconds; training stops when exceeded
+    modality_dropout: float = 0.0  # chance of hiding each present input of a row in training
+    label_smoothing: float = 0.0  # classification label smoothing
+    class_weights: str | None = None  # None, or "balanced" (inverse class frequency)
+    regression_loss: str = "mse"  # mse or huber
+    task_weights: dict[str, float] = field(default_factory=dict)  # multitask loss weights
+    valid_fraction: float = 0.15  # share of train held out when no validation table is given
+    num_workers: int = 0  # DataLoader worker processes
+    seed: int = 0  # seeds model initialisation, shuffling and augmentation
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, "train.epochs must be ≥ 1"),
+            (self.batch_size >= 1, "train.batch_size must be ≥ 1"),
+            (self.lr > 0, "train.lr must be > 0"),
+            (0 <= self.warmup < 1, "train.warmup must be in [0, 1)"),
+            (0 <= self.modality_dropout < 1, "train.modality_dropout must be in [0, 1)"),
+            (0 <= self.label_smoothing < 1, "train.label_smoothing must be in [0, 1)"),
+            (self.class_weights in (None, "balanced"), "train.class_weights: None or balanced"),
+            (self.regression_loss in ("mse", "huber"), "train.regression_loss: mse or huber"),
+            (0 < self.valid_fraction < 1, "train.valid_fraction must be in (0, 1)"),
+            (self.time_limit is None or self.time_limit > 0, "train.time_limit must be > 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+
+@dataclass
+class CrossfuseConfig:
+    """Everything that defines a model and how it is trained."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)

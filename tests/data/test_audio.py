@@ -233,8 +233,9 @@ def test_normalisation_fitted_on_training_clips(tmp_path, clips):
     assert abs(float(out.mean())) < 1e-4
     assert float(out.std(unbiased=False)) == pytest.approx(1.0, abs=1e-4)
     raw = AudioProcessor(AudioConfig(normalize=False)).process(clips[0], base_dir=tmp_path)
-    torch.testing.assert_close(proc.process(clips[0], base_dir=tmp_path),
-                               (raw - proc.mean) / proc.std)
+    torch.testing.assert_close(
+        proc.process(clips[0], base_dir=tmp_path), (raw - proc.mean) / proc.std
+    )
 
 
 def test_fit_respects_max_files_and_fails_when_nothing_decodes(tmp_path, clips):
@@ -290,8 +291,10 @@ def test_spec_augment_masks_whole_bands_and_frames(tmp_path, clips, normalize):
 def test_training_augmentation_gain_and_shift_are_reproducible(tmp_path, clips):
     cfg = AudioConfig(augment=True, freq_masks=0, time_masks=0, normalize=False)
     proc = AudioProcessor(cfg)
-    outs = [proc.process(clips[2], base_dir=tmp_path, train=True, rng=np.random.default_rng(s))
-            for s in (0, 0, 1)]
+    outs = [
+        proc.process(clips[2], base_dir=tmp_path, train=True, rng=np.random.default_rng(s))
+        for s in (0, 0, 1)
+    ]
     assert torch.equal(outs[0], outs[1]) and not torch.equal(outs[0], outs[2])
     assert outs[0].shape == proc.output_shape
 
@@ -313,8 +316,12 @@ def test_state_round_trip_through_json(tmp_path, clips):
     again = processor_class("audio").from_state(state)
     assert isinstance(again, AudioProcessor) and again.config == cfg
     assert (again.mean, again.std, again.fit_count) == (proc.mean, proc.std, proc.fit_count)
-    torch.testing.assert_close(again.process(clips[1], base_dir=tmp_path),
-                               proc.process(clips[1], base_dir=tmp_path), rtol=0, atol=0)
+    torch.testing.assert_close(
+        again.process(clips[1], base_dir=tmp_path),
+        proc.process(clips[1], base_dir=tmp_path),
+        rtol=0,
+        atol=0,
+    )
     state["config"]["n_mel"] = 3
     with pytest.raises(ModelDirError, match="n_mel"):
         AudioProcessor.from_state(state)

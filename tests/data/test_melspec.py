@@ -44,9 +44,20 @@ def chirp_with_noise(seconds: float = 1.0, seed: int = 0, silent_tail: float = 0
 
 def librosa_mel(x: np.ndarray, cfg: MelConfig, htk: bool, norm: str | None) -> np.ndarray:
     return librosa.feature.melspectrogram(
-        y=x, sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
-        win_length=cfg.win_length, window="hann", center=True, pad_mode="reflect",
-        power=2.0, n_mels=cfg.n_mels, fmin=cfg.f_min, fmax=cfg.f_max, htk=htk, norm=norm,
+        y=x,
+        sr=cfg.sample_rate,
+        n_fft=cfg.n_fft,
+        hop_length=cfg.hop_length,
+        win_length=cfg.win_length,
+        window="hann",
+        center=True,
+        pad_mode="reflect",
+        power=2.0,
+        n_mels=cfg.n_mels,
+        fmin=cfg.f_min,
+        fmax=cfg.f_max,
+        htk=htk,
+        norm=norm,
         dtype=np.float64,
     )
 
@@ -58,7 +69,13 @@ def librosa_mel(x: np.ndarray, cfg: MelConfig, htk: bool, norm: str | None) -> n
 def test_filterbank_matches_librosa(scale, htk, norm, n_fft, n_mels, f_min, f_max):
     ours = mel_filterbank(SR, n_fft, n_mels, f_min, f_max, scale, dtype=torch.float64).numpy()
     ref = librosa.filters.mel(
-        sr=SR, n_fft=n_fft, n_mels=n_mels, fmin=f_min, fmax=f_max, htk=htk, norm=norm,
+        sr=SR,
+        n_fft=n_fft,
+        n_mels=n_mels,
+        fmin=f_min,
+        fmax=f_max,
+        htk=htk,
+        norm=norm,
         dtype=np.float64,
     ).T  # librosa is (n_mels, n_freqs)
     assert ours.shape == (n_fft // 2 + 1, n_mels)

@@ -14,7 +14,8 @@ import typer
 
 from crossfuse.cli.common import err, out
 from crossfuse.cli.datasets_cmd import datasets_app
-from crossfuse.cli.inspect_cmd import inspect, render_report
+from crossfuse.cli.inspect_cmd import inspect
+from crossfuse.cli.model_cmds import evaluate, predict, train
 from crossfuse.errors import CrossfuseError
 
 app = typer.Typer(
@@ -25,23 +26,41 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command()(inspect)
+app.command()(train)
+app.command()(evaluate)
+app.command()(predict)
 app.add_typer(datasets_app, name="datasets")
 
 
 @app.command()
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the data and results.")] = Path(
-        "demo_out"
-    ),
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for the data, models and results.")
+    ] = Path("demo_out"),
+    epochs: Annotated[int | None, typer.Option(help="Override the demo's epochs.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed of the data and the models.")] = 0,
 ) -> None:
-    """Build the demo data set and check it (what `make demo` runs)."""
-    from crossfuse.cli.common import progress_bar
-    from crossfuse.data.builtin.demo import build_demo
-    from crossfuse.data.inspect import inspect_table
+    """Build the demo data, train each modality alone and three fusions, compare on test."""
+    from rich.table import Table as RichTable
 
-    result = build_demo(out_dir / "data", progress=True)
-    out.print(f"[bold]demo data set[/bold] written to {result.out_dir}")
-    render_report(inspect_table(result.train, "label", progress=progress_bar("checking cells")), 20)
+    from crossfuse.demo import run_demo
+
+    table = RichTable(
+        "model", "accuracy", "macro-F1", "train s", title="crossfuse demo (test split)"
+    )
+
+    def show(run) -> None:
+        out.print(
+            f"{run.name}: accuracy {run.accuracy:.3f}, macro-F1 {run.f1_macro:.3f}, "
+            f"{run.train_seconds:.1f} s"
+        )
+        table.add_row(
+            run.name, f"{run.accuracy:.3f}", f"{run.f1_macro:.3f}", f"{run.train_seconds:.1f}"
+        )
+
+    run_demo(out_dir, seed=seed, epochs=epochs, on_result=show)
+    out.print(table)
+    out.print(f"results written to {out_dir / 'results.md'}")
 
 
 def main() -> None:

@@ -54,36 +54,61 @@ class AudioConfig:
 
     def __post_init__(self) -> None:
         _ = self.mel  # building the MelConfig validates the mel fields
-        _require(isinstance(self.duration, (int, float)) and not isinstance(self.duration, bool)
-                 and self.duration > 0, f"audio duration must be > 0 seconds, got "
-                 f"{self.duration!r}")
-        _require(self.crop in CROP_MODES, f"audio crop must be one of {CROP_MODES}, got "
-                 f"{self.crop!r}")
-        _require(self.n_samples > self.n_fft // 2, f"audio duration {self.duration}s gives "
-                 f"{self.n_samples} samples, too few for n_fft={self.n_fft}")
+        _require(
+            isinstance(self.duration, (int, float))
+            and not isinstance(self.duration, bool)
+            and self.duration > 0,
+            f"audio duration must be > 0 seconds, got {self.duration!r}",
+        )
+        _require(
+            self.crop in CROP_MODES, f"audio crop must be one of {CROP_MODES}, got {self.crop!r}"
+        )
+        _require(
+            self.n_samples > self.n_fft // 2,
+            f"audio duration {self.duration}s gives "
+            f"{self.n_samples} samples, too few for n_fft={self.n_fft}",
+        )
         for name in ("normalize", "augment"):
             _require(isinstance(getattr(self, name), bool), f"audio {name} must be true/false")
-        _require(_is_int(self.fit_max_files) and self.fit_max_files >= 1,
-                 f"audio fit_max_files must be an integer >= 1, got {self.fit_max_files!r}")
+        _require(
+            _is_int(self.fit_max_files) and self.fit_max_files >= 1,
+            f"audio fit_max_files must be an integer >= 1, got {self.fit_max_files!r}",
+        )
         for name in ("freq_masks", "freq_mask_width", "time_masks", "time_mask_width"):
             value = getattr(self, name)
-            _require(_is_int(value) and value >= 0, f"audio {name} must be an integer >= 0, "
-                     f"got {value!r}")
-        _require(self.freq_mask_width <= self.n_mels, f"audio freq_mask_width "
-                 f"({self.freq_mask_width}) exceeds n_mels ({self.n_mels})")
-        _require(self.time_mask_width <= self.n_frames, f"audio time_mask_width "
-                 f"({self.time_mask_width}) exceeds the {self.n_frames} frames of a clip")
+            _require(
+                _is_int(value) and value >= 0,
+                f"audio {name} must be an integer >= 0, got {value!r}",
+            )
+        _require(
+            self.freq_mask_width <= self.n_mels,
+            f"audio freq_mask_width ({self.freq_mask_width}) exceeds n_mels ({self.n_mels})",
+        )
+        _require(
+            self.time_mask_width <= self.n_frames,
+            f"audio time_mask_width "
+            f"({self.time_mask_width}) exceeds the {self.n_frames} frames of a clip",
+        )
         _require(self.gain_db >= 0, f"audio gain_db must be >= 0, got {self.gain_db!r}")
-        _require(0 <= self.max_shift < self.duration, f"audio max_shift must be in "
-                 f"[0, duration) seconds, got {self.max_shift!r}")
+        _require(
+            0 <= self.max_shift < self.duration,
+            f"audio max_shift must be in [0, duration) seconds, got {self.max_shift!r}",
+        )
 
     @property
     def mel(self) -> MelConfig:
         """The spectrogram settings (sample rate taken from this config)."""
         return MelConfig(
-            sample_rate=self.sample_rate, n_fft=self.n_fft, hop_length=self.hop_length,
-            win_length=self.win_length, n_mels=self.n_mels, f_min=self.f_min,
-            f_max=self.f_max, mel_scale=self.mel_scale, log=self.log, top_db=self.top_db,
+            sample_rate=self.sample_rate,
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            win_length=self.win_length,
+            n_mels=self.n_mels,
+            f_min=self.f_min,
+            f_max=self.f_max,
+            mel_scale=self.mel_scale,
+            log=self.log,
+            top_db=self.top_db,
         )
 
     @property
@@ -118,8 +143,9 @@ def _shift(x: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def _spec_augment(spec: torch.Tensor, cfg: AudioConfig, rng: np.random.Generator,
-                  fill: float) -> torch.Tensor:
+def _spec_augment(
+    spec: torch.Tensor, cfg: AudioConfig, rng: np.random.Generator, fill: float
+) -> torch.Tensor:
     """Overwrite random mel bands and frame ranges of ``spec (M, T)`` with ``fill``."""
     spec = spec.clone()
     n_mels, n_frames = spec.shape
@@ -186,8 +212,9 @@ class AudioProcessor(ColumnProcessor):
             return decode_audio(cell)
         return decode_audio(resolve_media_path(cell, base_dir))
 
-    def _waveform(self, cell: Any, base_dir: Path | None, augment: bool,
-                  rng: np.random.Generator | None) -> np.ndarray:
+    def _waveform(
+        self, cell: Any, base_dir: Path | None, augment: bool, rng: np.random.Generator | None
+    ) -> np.ndarray:
         """Decoded, mono, resampled, fixed-length waveform ``(n_samples,)``."""
         cfg = self.config
         samples, sr = self.load(cell, base_dir)  # (C, n)

@@ -128,8 +128,9 @@ def mel_filterbank(
     f64 = torch.float64
     fft_freqs = torch.linspace(0.0, sample_rate / 2, n_fft // 2 + 1, dtype=f64)  # (F,)
     mel_lo, mel_hi = hz_to_mel(torch.tensor([f_min, f_max], dtype=f64), mel_scale)
-    edges = mel_to_hz(torch.linspace(float(mel_lo), float(mel_hi), n_mels + 2, dtype=f64),
-                      mel_scale)  # (M + 2,)
+    edges = mel_to_hz(
+        torch.linspace(float(mel_lo), float(mel_hi), n_mels + 2, dtype=f64), mel_scale
+    )  # (M + 2,)
     widths = edges[1:] - edges[:-1]  # (M + 1,)
     dist = edges[:, None] - fft_freqs[None, :]  # (M + 2, F): edge minus bin frequency
     rising = -dist[:-2] / widths[:-1, None]  # (M, F): 0 at the left edge, 1 at the centre
@@ -187,7 +188,12 @@ def mel_power_spectrogram(wave: torch.Tensor, cfg: MelConfig) -> torch.Tensor:
     """Mel power spectrogram of ``wave (..., n_samples)`` → ``(..., n_mels, frames)``."""
     power = power_spectrogram(wave, cfg)  # (..., F, T)
     fb = mel_filterbank(
-        cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.f_min, cfg.f_max, cfg.mel_scale,
+        cfg.sample_rate,
+        cfg.n_fft,
+        cfg.n_mels,
+        cfg.f_min,
+        cfg.f_max,
+        cfg.mel_scale,
         dtype=wave.dtype,
     ).to(wave.device)  # (F, M)
     return torch.matmul(fb.T, power)  # (M, F) @ (..., F, T) → (..., M, T)

@@ -1,0 +1,255 @@
+"""FusionPredictor: the user-facing facade (fit / predict / predict_proba / evaluate / save / load).
+
+>>> predictor = FusionPredictor(label="label", fusion="concat").fit("train.csv")
+>>> predictor.evaluate("test.csv")["tasks"]["label"]["accuracy"]
+>>> predictor.save("model/")
+>>> FusionPredictor.load("model/").predict_proba("new.csv")
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from crossfuse.config import CrossfuseConfig, from_dict, load_yaml, to_dict
+from crossfuse.data.preprocessor import Preprocessor
+from crossfuse.data.schema import Schema, infer_schema
+from crossfuse.data.split import split_train_valid
+from crossfuse.data.table import Table, TableLike, read_table
+from crossfuse.errors import CrossfuseError, ModelDirError
+from crossfuse.evaluation.evaluate import evaluate_model
+from crossfuse.model_dir import TB_DIR, fingerprint, read_model_dir, write_model_dir
+from crossfuse.models import FusionModel, build_model
+from crossfuse.models.inference import run_inference
+from crossfuse.models.specs import input_specs, task_specs
+
+ConfigLike = CrossfuseConfig | Mapping[str, Any] | str | Path | None
+
+
+class FusionPredictor:
+    """Train, evaluate, save and load a model that fuses a table's modalities.
+
+    Args:
+        label: label column, or several for multitask training.
+        problem_type: ``"classification"`` or ``"regression"``; inferred when None.
+        fusion: registered fusion name (``weighted``, ``concat``, ``late``, ...).
+        encoders: per input or per modality, an encoder name or an encoder config dict,
+            e.g. ``{"image": "image-cnn", "text": {"dim": 64}}``.
+        config: a :class:`CrossfuseConfig`, a dict of the same shape, or a YAML path.
+        modalities: ``{column: modality}`` overrides of the inferred schema
+            (``"ignore"`` drops a column).
+        progress: show progress bars while training.
+    """
+
+    def __init__(
+        self,
+        label: str | Sequence[str],
+        problem_type: str | None = None,
+        fusion: str | None = None,
+        encoders: Mapping[str, str | Mapping[str, Any]] | None = None,
+        config: ConfigLike = None,
+        *,
+        modalities: Mapping[str, str] | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.label = label
+        self.problem_type = problem_type
+        self.fusion = fusion
+        self.encoders = encoders
+        self.config = config
+        self.modalities = modalities
+        self.progress = progress
+
+    # ------------------------------------------------------------------ training
+    def fit(
+        self,
+        train: TableLike,
+        valid: TableLike | None = None,
+        *,
+        epochs: int | None = None,
+        time_limit: float | None = None,
+        seed: int | None = None,
+    ) -> FusionPredictor:
+        """Train on ``train``; ``valid`` (or a stratified part of it) selects the best epoch."""
+        import lightning.pytorch as pl
+
+        from crossfuse.training.fit import fit_model
+
+        config = self._resolve_config(epochs, time_limit, seed)
+        train_table = read_table(train)
+        schema = infer_schema(
+            train_table.df,
+            self.label,
+            base_dir=train_table.base_dir,
+            overrides=self.modalities,
+            task=self.problem_type,
+        )
+        if valid is None:
+            train_part, valid_part = split_train_valid(
+                train_table, schema, config.train.valid_fraction, config.train.seed
+            )
+        else:
+            train_part, valid_part = train_table, read_table(valid)
+        pre = Preprocessor(schema, config.data).fit(train_part)
+        pl.seed_everything(config.train.seed, workers=True, verbose=False)
+        model = build_model(input_specs(pre), task_specs(pre), config.model)
+        self._log_root = tempfile.TemporaryDirectory(prefix="crossfuse-")
+        result = fit_model(
+            model,
+            pre,
+            train_part,
+            valid_part,
+            config.train,
+            log_dir=Path(self._log_root.name) / TB_DIR,
+            progress=self.progress,
+            strict=config.data.strict,
+        )
+        self.config_, self.schema_, self.preprocessor_ = config, schema, pre
+        self.model_: FusionModel = model.cpu().eval()
+        self.problems_ = result.problems
+        self.fit_summary_ = {
+            "epochs": result.epochs,
+            "best_epoch": result.best_epoch,
+            "monitor": result.monitor,
+            "best_score": result.best_score,
+            "train_seconds": round(result.seconds, 2),
+            "train_rows": len(train_part),
+            "valid_rows": len(valid_part),
+            "problems": len(result.problems),
+        }
+        self.fingerprint_ = fingerprint(train_table.df)
+        self.metrics_ = {"valid": evaluate_model(model, pre, valid_part)}
+        return self
+
+    def _resolve_config(
+        self, epochs: int | None, time_limit: float | None, seed: int | None
+    ) -> CrossfuseConfig:
+        if isinstance(self.config, CrossfuseConfig):
+            data = to_dict(self.config)
+        elif isinstance(self.config, str | Path):
+            data = load_yaml(self.config)
+        else:
+            data = dict(self.config or {})
+        model = dict(data.get("model", {}))
+        if self.fusion is not None:
+            model["fusion"] = self.fusion
+        encoders = dict(model.get("encoders", {}))
+        for key, value in (self.encoders or {}).items():
+            encoders[key] = {"name": value} if isinstance(value, str) else dict(value)
+        model["encoders"] = encoders
+        train = dict(data.get("train", {}))
+        for key, value in (("epochs", epochs), ("time_limit", time_limit), ("seed", seed)):
+            if value is not None:
+                train[key] = value
+        return from_dict(CrossfuseConfig, {**data, "model": model, "train": train})
+
+    # ---------------------------------------------------------------- prediction
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise CrossfuseError("this FusionPredictor is not trained yet; call fit() or load()")
+
+    def _table(self, data: TableLike) -> Table:
+        self._check_fitted()
+        return read_table(data)
+
+    def predict_proba(self, data: TableLike) -> pd.DataFrame | dict[str, pd.DataFrame]:
+        """Class probabilities, one column per class (a dict of frames when multitask)."""
+        table = self._table(data)
+        inf = run_inference(self.model_, self.preprocessor_, table, labels=False)
+        frames = {}
+        for col, enc in self.preprocessor_.labels.items():
+            if enc.task != "classification":
+                continue
+            frames[col] = pd.DataFrame(inf.scores[col].numpy(), columns=list(enc.classes))
+        if not frames:
+            raise CrossfuseError("predict_proba needs a classification label; use predict()")
+        return frames[self._labels[0]] if len(self._labels) == 1 else frames
+
+    def predict(self, data: TableLike) -> pd.Series | pd.DataFrame:
+        """Predicted class (or value) per row; one column per label when multitask."""
+        table = self._table(data)
+        inf = run_inference(self.model_, self.preprocessor_, table, labels=False)
+        out = {}
+        for col, enc in self.preprocessor_.labels.items():
+            scores = inf.scores[col].numpy()
+            if enc.task == "classification":
+                out[col] = [enc.decode(int(i)) for i in scores.argmax(axis=1)]
+            else:
+                out[col] = enc.unscale(scores.astype(np.float64))
+        if len(self._labels) == 1:
+            return pd.Series(out[self._labels[0]], name=self._labels[0])
+        return pd.DataFrame(out)
+
+    def evaluate(self, data: TableLike, ablate: bool = False) -> dict[str, Any]:
+        """Metrics on a labelled table; ``ablate=True`` adds each modality removed and alone."""
+        table = self._table(data)
+        return evaluate_model(
+            self.model_, self.preprocessor_, table, ablate=ablate, strict=self.config_.data.strict
+        )
+
+    def extract_embedding(
+        self, data: TableLike, fused: bool = True
+    ) -> np.ndarray | dict[str, np.ndarray]:
+        """The fused representation (N, H), or per-input pooled embeddings if ``fused=False``."""
+        table = self._table(data)
+        inf = run_inference(self.model_, self.preprocessor_, table, labels=False, embeddings=True)
+        if fused:
+            return inf.fused.numpy()
+        return {name: value.numpy() for name, value in inf.pooled.items()}
+
+    @property
+    def _labels(self) -> list[str]:
+        return list(self.preprocessor_.labels)
+
+    @property
+    def class_labels(self) -> list[Any] | dict[str, list[Any]]:
+        """The classes of the (first) classification label, in probability-column order."""
+        self._check_fitted()
+        classes = {c: e.classes for c, e in self.preprocessor_.labels.items()}
+        return classes[self._labels[0]] if len(classes) == 1 else classes
+
+    # ------------------------------------------------------------------- storage
+    def save(self, path: str | Path) -> Path:
+        """Write the model directory (``crossfuse.json``, ``model.safetensors``, ...)."""
+        self._check_fitted()
+        meta = {
+            "label": self.label,
+            "schema": self.schema_.to_dict(),
+            "classes": {c: e.classes for c, e in self.preprocessor_.labels.items()},
+            "config": to_dict(self.config_),
+            "preprocessor": self.preprocessor_.get_state(),
+            "train_fingerprint": self.fingerprint_,
+            "fit_summary": self.fit_summary_,
+        }
+        log_root = getattr(self, "_log_root", None)
+        tb = Path(log_root.name) / TB_DIR if log_root is not None else None
+        return write_model_dir(
+            path,
+            meta=meta,
+            state_dict=self.model_.state_dict(),
+            metrics=self.metrics_,
+            tensorboard=tb,
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> FusionPredictor:
+        """Load a model directory written by :meth:`save` (never unpickles anything)."""
+        meta, state, metrics = read_model_dir(path)
+        config = from_dict(CrossfuseConfig, meta["config"])
+        predictor = cls(label=meta["label"], config=config, progress=False)
+        pre = Preprocessor.from_state(meta["preprocessor"])
+        model = build_model(input_specs(pre), task_specs(pre), config.model)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise ModelDirError(f"weights in {path} do not match its config: {e}") from None
+        predictor.config_, predictor.schema_ = config, Schema.from_dict(meta["schema"])
+        predictor.preprocessor_, predictor.model_ = pre, model.eval()
+        predictor.metrics_, predictor.fit_summary_ = metrics, meta.get("fit_summary", {})
+        predictor.fingerprint_ = meta.get("train_fingerprint")
+        return predictor

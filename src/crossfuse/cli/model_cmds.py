@@ -1,0 +1,152 @@
+"""`crossfuse train / evaluate / predict`: thin wrappers over FusionPredictor."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table as RichTable
+
+from crossfuse.cli.common import out, parse_overrides
+from crossfuse.errors import ConfigError
+
+
+def train(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Recipe YAML (see configs/).")
+    ] = None,
+    train_table: Annotated[Path | None, typer.Option("--train", help="Training table.")] = None,
+    valid_table: Annotated[
+        Path | None,
+        typer.Option("--valid", help="Validation table (default: a stratified part of --train)."),
+    ] = None,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", "-l", help="Label column (repeat for multitask).")
+    ] = None,
+    fusion: Annotated[str | None, typer.Option(help="Fusion: weighted, concat, late, ...")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Maximum epochs.")] = None,
+    time_limit: Annotated[
+        float | None, typer.Option(help="Stop training after this many seconds.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    modality: Annotated[
+        list[str] | None, typer.Option("--modality", "-m", help="Force COLUMN=MODALITY.")
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option(help="classification or regression (default: inferred).")
+    ] = None,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Model directory to write.")] = Path(
+        "model"
+    ),
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Train a fused model and write its model directory."""
+    from crossfuse.api import FusionPredictor
+    from crossfuse.recipe import Recipe, load_recipe
+
+    recipe = load_recipe(config) if config else Recipe()
+    labels = label or recipe.label
+    tables = train_table or recipe.train_table
+    if not labels:
+        raise ConfigError("give the label column with --label (or `label:` in the recipe)")
+    if tables is None:
+        raise ConfigError("give the training table with --train (or `train_table:` in the recipe)")
+    predictor = FusionPredictor(
+        label=labels if isinstance(labels, str) or len(labels) > 1 else labels[0],
+        problem_type=task or recipe.problem_type,
+        fusion=fusion,
+        config=recipe.config,
+        modalities={**recipe.modalities, **parse_overrides(modality)},
+        progress=progress,
+    )
+    predictor.fit(
+        tables, valid_table or recipe.valid_table, epochs=epochs, time_limit=time_limit, seed=seed
+    )
+    predictor.save(out_dir)
+    out.print(f"model written to [bold]{out_dir}[/bold]; fit: {json.dumps(predictor.fit_summary_)}")
+    print_task_metrics(predictor.metrics_["valid"], "validation")
+
+
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="Model directory.")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="Labelled table to evaluate on.")],
+    ablate: Annotated[
+        bool, typer.Option(help="Also score with each modality removed and alone.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print all metrics as JSON.")] = False,
+    save: Annotated[
+        Path | None, typer.Option("--save", help="Also write the metrics to this JSON file.")
+    ] = None,
+) -> None:
+    """Evaluate a model directory on a labelled table."""
+    from crossfuse.api import FusionPredictor
+
+    result = FusionPredictor.load(model).evaluate(data, ablate=ablate)
+    if save:
+        save.write_text(json.dumps(result, indent=2) + "\n")
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    print_task_metrics(result, str(data))
+    if ablate:
+        print_ablation(result["ablation"])
+
+
+def predict(
+    model: Annotated[Path, typer.Argument(help="Model directory.")],
+    data: Annotated[
+        Path, typer.Option("--data", "-d", help="Table to predict (labels not needed).")
+    ],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="CSV to write.")] = Path(
+        "predictions.csv"
+    ),
+    proba: Annotated[bool, typer.Option(help="Add one probability column per class.")] = True,
+) -> None:
+    """Predict every row of a table and write a CSV (prediction, then class probabilities)."""
+    import pandas as pd
+
+    from crossfuse.api import FusionPredictor
+
+    predictor = FusionPredictor.load(model)
+    preds = predictor.predict(data)
+    frame = (
+        preds.to_frame(name=f"predicted_{preds.name}")
+        if isinstance(preds, pd.Series)
+        else preds.add_prefix("predicted_")
+    )
+    if proba and any(e.task == "classification" for e in predictor.preprocessor_.labels.values()):
+        probs = predictor.predict_proba(data)
+        parts = probs if isinstance(probs, dict) else {predictor._labels[0]: probs}
+        for col, p in parts.items():
+            frame = pd.concat([frame, p.add_prefix(f"p_{col}=")], axis=1)
+    frame.to_csv(out_path, index=False)
+    out.print(f"{len(frame)} predictions written to {out_path}")
+
+
+def print_task_metrics(result: dict[str, Any], title: str) -> None:
+    table = RichTable("label", "metric", "value", title=f"Metrics on {title}")
+    for task, metrics in result["tasks"].items():
+        for key, value in metrics.items():
+            if isinstance(value, float):
+                table.add_row(task, key, f"{value:.4f}")
+    out.print(table)
+
+
+def print_ablation(ablation: dict[str, Any]) -> None:
+    table = RichTable("setting", "input", "label", "metric", "value", "Δ vs all", title="Ablation")
+    for kind, by_input in ablation.items():
+        for name, by_task in by_input.items():
+            for task, summary in by_task.items():
+                for key in ("accuracy", "f1_macro", "rmse", "r2"):
+                    if key in summary:
+                        table.add_row(
+                            kind,
+                            name,
+                            task,
+                            key,
+                            f"{summary[key]:.4f}",
+                            f"{summary['delta'].get(key, 0.0):+.4f}",
+                        )
+    out.print(table)

@@ -1,0 +1,1 @@
+"""Training: losses, modality dropout, the Lightning module and the fit loop."""

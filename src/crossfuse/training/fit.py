@@ -1,0 +1,156 @@
+"""The training loop: datasets, loaders, callbacks and the Lightning Trainer."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, RichProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch.utils.data import DataLoader
+
+from crossfuse.config import TrainConfig
+from crossfuse.data.dataset import Collator, FusionDataset
+from crossfuse.data.preprocessor import Preprocessor
+from crossfuse.data.problems import ProblemLog
+from crossfuse.data.table import Table
+from crossfuse.errors import CellError
+from crossfuse.models import FusionModel
+from crossfuse.training.callbacks import BestWeights
+from crossfuse.training.lightning_module import FusionModule
+from crossfuse.training.losses import balanced_class_weights
+
+
+@dataclass
+class FitResult:
+    """What happened during training."""
+
+    epochs: int
+    best_epoch: int | None
+    best_score: float | None
+    monitor: str
+    seconds: float
+    problems: ProblemLog
+
+
+def monitor_mode(monitor: str) -> str:
+    """Lower is better for losses and errors; higher for everything else."""
+    lowered = monitor.lower()
+    return "min" if any(k in lowered for k in ("loss", "rmse", "mse", "mae")) else "max"
+
+
+def make_loader(
+    dataset: FusionDataset, pre: Preprocessor, config: TrainConfig, *, shuffle: bool
+) -> DataLoader:
+    generator = torch.Generator().manual_seed(config.seed)
+    return DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        shuffle=shuffle,
+        collate_fn=Collator(pre),
+        num_workers=config.num_workers,
+        generator=generator,
+        persistent_workers=config.num_workers > 0,
+    )
+
+
+def fit_model(
+    model: FusionModel,
+    pre: Preprocessor,
+    train: Table,
+    valid: Table,
+    config: TrainConfig,
+    *,
+    log_dir: Path,
+    progress: bool = True,
+    strict: bool = False,
+) -> FitResult:
+    """Train ``model`` in place on ``train``, selecting the best epoch on ``valid``."""
+    train_ds = FusionDataset(train, pre, train=True, strict=strict)
+    valid_ds = FusionDataset(valid, pre, strict=strict)
+    module = FusionModule(
+        model,
+        config,
+        class_weights=_class_weights(pre, train, config),
+        label_scales={c: (e.mean, e.std) for c, e in pre.labels.items() if e.task == "regression"},
+    )
+    monitor = config.monitor or "val_score"
+    mode = "max" if monitor == "val_score" else monitor_mode(monitor)
+    best = BestWeights(monitor, mode)
+    callbacks: list[pl.Callback] = [best]
+    if config.patience > 0:
+        callbacks.append(EarlyStopping(monitor, mode=mode, patience=config.patience))
+    if progress:
+        callbacks.append(RichProgressBar(leave=False))
+    start = time.perf_counter()
+    with warnings.catch_warnings(), _quiet_lightning():
+        trainer = pl.Trainer(
+            max_epochs=config.epochs,
+            max_time={"seconds": config.time_limit} if config.time_limit else None,
+            accelerator="auto",
+            devices=1,
+            logger=TensorBoardLogger(str(log_dir), name="", version="", default_hp_metric=False),
+            callbacks=callbacks,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=progress,
+            gradient_clip_val=config.grad_clip or None,
+            num_sanity_val_steps=0,
+            log_every_n_steps=max(1, min(50, len(train_ds) // config.batch_size)),
+        )
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*sampler.*shuffle.*")
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        trainer.fit(
+            module,
+            make_loader(train_ds, pre, config, shuffle=True),
+            make_loader(valid_ds, pre, config, shuffle=False),
+        )
+    model.eval()
+    return FitResult(
+        epochs=trainer.current_epoch,
+        best_epoch=best.best_epoch,
+        best_score=best.best,
+        monitor=monitor,
+        seconds=time.perf_counter() - start,
+        problems=module.problems,
+    )
+
+
+@contextlib.contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Hide Lightning's start-up chatter (GPU/TPU lines, tips) for the length of one fit."""
+    names = [n for n in logging.root.manager.loggerDict if n.startswith("lightning")]
+    loggers = [logging.getLogger(n) for n in ["lightning.pytorch", *names]]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def _class_weights(pre: Preprocessor, train: Table, config: TrainConfig) -> dict[str, torch.Tensor]:
+    if config.class_weights != "balanced":
+        return {}
+    weights = {}
+    for col, enc in pre.labels.items():
+        if enc.task != "classification":
+            continue
+        counts = torch.zeros(enc.num_classes)
+        for value in train.df[col]:
+            try:
+                counts[int(enc.encode(value))] += 1
+            except CellError:  # missing labels carry no weight
+                continue
+        weights[col] = balanced_class_weights(counts)
+    return weights

@@ -1,0 +1,129 @@
+"""The LightningModule that trains a FusionModel: losses, optimiser, schedule, validation."""
+
+from __future__ import annotations
+
+import math
+
+import lightning.pytorch as pl
+import torch
+
+from crossfuse.config import TrainConfig
+from crossfuse.data.problems import ProblemLog
+from crossfuse.models import FusionModel
+from crossfuse.training.losses import classification_loss, regression_loss
+from crossfuse.training.modality_dropout import drop_modalities
+from crossfuse.training.outputs import TaskOutputs, task_scores, validation_metrics
+
+
+class FusionModule(pl.LightningModule):
+    """Wraps a :class:`FusionModel` with its training recipe.
+
+    Args:
+        model: the model to train.
+        config: the training recipe.
+        class_weights: optional per-task class weights for the cross-entropy.
+        label_scales: per regression task ``(mean, std)`` of the target, so validation
+            errors are reported in the label's own units.
+    """
+
+    def __init__(
+        self,
+        model: FusionModel,
+        config: TrainConfig,
+        *,
+        class_weights: dict[str, torch.Tensor] | None = None,
+        label_scales: dict[str, tuple[float, float]] | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.config = config
+        for name, w in (class_weights or {}).items():
+            self.register_buffer(f"class_weights_{name}", w)
+        self.label_scales = label_scales or {}
+        self.problems = ProblemLog()
+        self._val: dict[str, TaskOutputs] = {}
+
+    def transfer_batch_to_device(self, batch: dict, device: torch.device, dataloader_idx: int):
+        """Move tensors only; the batch's problem records stay plain Python objects."""
+        tensors = {k: v for k, v in batch.items() if k != "problems"}
+        moved = super().transfer_batch_to_device(tensors, device, dataloader_idx)
+        moved["problems"] = batch["problems"]
+        return moved
+
+    def _loss(self, batch: dict, logits: dict[str, torch.Tensor]) -> torch.Tensor:
+        total = torch.zeros((), device=self.device)
+        for t in self.model.tasks:
+            target, present = batch["targets"][t.name], batch["target_present"][t.name]
+            if t.task == "classification":
+                loss = classification_loss(
+                    logits[t.name],
+                    target,
+                    present,
+                    class_weights=getattr(self, f"class_weights_{t.name}", None),
+                    label_smoothing=self.config.label_smoothing,
+                )
+            else:
+                loss = regression_loss(
+                    logits[t.name], target, present, kind=self.config.regression_loss
+                )
+            total = total + self.config.task_weights.get(t.name, 1.0) * loss
+        return total
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        if self.current_epoch == 0:
+            self.problems.extend(batch["problems"])
+        keep = None
+        if self.config.modality_dropout > 0:
+            present = {n: batch["inputs"][n]["present"] for n in self.model.input_names}
+            keep = drop_modalities(present, self.config.modality_dropout)
+        logits = self.model(batch["inputs"], keep)
+        loss = self._loss(batch, logits)
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["index"]))
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val = {t.name: TaskOutputs(t.task) for t in self.model.tasks}
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        logits = self.model(batch["inputs"])
+        loss = self._loss(batch, logits)
+        self.log("val_loss", loss, prog_bar=True, batch_size=len(batch["index"]))
+        for t in self.model.tasks:
+            self._val[t.name].add(
+                task_scores(t.task, logits[t.name]),
+                batch["targets"][t.name],
+                batch["target_present"][t.name],
+            )
+
+    def on_validation_epoch_end(self) -> None:
+        values = validation_metrics(self.model.tasks, self._val, self.label_scales)
+        for key, value in values.items():
+            self.log(key, value, prog_bar=key == "val_score")
+
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for name, param in self.model.named_parameters():
+            if not param.requires_grad:
+                continue
+            (no_decay if param.ndim <= 1 or "embedding" in name else decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": self.config.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=self.config.lr,
+        )
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        warmup = int(self.config.warmup * total)
+
+        def schedule(step: int) -> float:  # linear warm-up, then cosine decay to 0
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = (step - warmup) / max(total - warmup, 1)
+            return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

@@ -1,0 +1,67 @@
+"""Collecting model outputs over a data set and turning them into metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from crossfuse.evaluation.metrics import classification_metrics, primary_metric, regression_metrics
+
+
+def task_scores(task: str, logits: torch.Tensor) -> torch.Tensor:
+    """Probabilities (B, C) for classification; predictions (B,) for regression."""
+    return logits.softmax(dim=-1) if task == "classification" else logits.reshape(-1)
+
+
+@dataclass
+class TaskOutputs:
+    """Scores and targets of one task, accumulated batch by batch (on the CPU)."""
+
+    task: str
+    scores: list[torch.Tensor] = field(default_factory=list)
+    targets: list[torch.Tensor] = field(default_factory=list)
+    present: list[torch.Tensor] = field(default_factory=list)
+
+    def add(self, scores: torch.Tensor, target: torch.Tensor, present: torch.Tensor) -> None:
+        self.scores.append(scores.detach().float().cpu())
+        self.targets.append(target.detach().cpu())
+        self.present.append(present.detach().cpu())
+
+    def cat(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores and targets of the rows that have a target."""
+        present = torch.cat(self.present)
+        return torch.cat(self.scores)[present], torch.cat(self.targets)[present]
+
+
+def task_metrics(
+    task: str,
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    classes: list | None = None,
+    scale: tuple[float, float] = (0.0, 1.0),
+) -> dict:
+    """Full metrics of one task; regression values are returned to the label's units."""
+    if task == "classification":
+        n_classes = scores.shape[1]
+        return classification_metrics(scores, targets.long(), classes or list(range(n_classes)))
+    mean, std = scale
+    return regression_metrics(scores * std + mean, targets.float() * std + mean)
+
+
+def validation_metrics(tasks, outputs: dict[str, TaskOutputs], scales: dict) -> dict[str, float]:
+    """Flat ``val_<task>_<metric>`` values plus ``val_score`` (the first task's primary metric,
+    negated when lower is better so that higher is always better)."""
+    values: dict[str, float] = {}
+    for i, t in enumerate(tasks):
+        scores, targets = outputs[t.name].cat()
+        if len(targets) == 0:
+            continue
+        metrics = task_metrics(t.task, scores, targets, scale=scales.get(t.name, (0.0, 1.0)))
+        name, mode = primary_metric(t.task)
+        for key in ("accuracy", "f1_macro", "log_loss", "rmse", "mae", "r2"):
+            if key in metrics and metrics[key] is not None:
+                values[f"val_{t.name}_{key}"] = float(metrics[key])
+        if i == 0:
+            values["val_score"] = float(metrics[name]) * (1.0 if mode == "max" else -1.0)
+    return values

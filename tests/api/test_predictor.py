@@ -1,0 +1,98 @@
+"""FusionPredictor end to end on a tiny learnable table."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crossfuse.api import FusionPredictor
+from crossfuse.errors import CrossfuseError, ModelDirError
+from tests.conftest import TINY_CONFIG
+
+
+@pytest.fixture(scope="module")
+def trained(toy_table: Path) -> FusionPredictor:
+    return FusionPredictor(
+        "label", config=TINY_CONFIG, modalities={"score": "ignore"}, progress=False
+    ).fit(toy_table, seed=0)
+
+
+def test_learns_well_above_chance(trained: FusionPredictor, toy_table: Path) -> None:
+    result = trained.evaluate(toy_table)
+    assert result["tasks"]["label"]["accuracy"] > 0.85
+    assert set(result["inputs_present"]) == {"note", "picture", "tabular"}
+    assert trained.fit_summary_["epochs"] >= 1
+    assert trained.metrics_["valid"]["tasks"]["label"]["accuracy"] > 0.7
+
+
+def test_predict_and_proba_shapes(trained: FusionPredictor, toy_table: Path) -> None:
+    proba = trained.predict_proba(toy_table)
+    assert list(proba.columns) == ["a", "b"]
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    preds = trained.predict(toy_table)
+    assert preds.name == "label" and set(preds) <= {"a", "b"}
+    assert (preds == proba.idxmax(axis=1)).all()
+    emb = trained.extract_embedding(toy_table)
+    assert emb.shape == (160, 16)
+    per_input = trained.extract_embedding(toy_table, fused=False)
+    assert {k: v.shape for k, v in per_input.items()} == {
+        "note": (160, 16),
+        "picture": (160, 16),
+        "tabular": (160, 16),
+    }
+
+
+def test_save_load_gives_identical_probabilities(trained, toy_table: Path, tmp_path: Path) -> None:
+    trained.save(tmp_path / "m")
+    files = {p.name for p in (tmp_path / "m").iterdir()}
+    assert {"crossfuse.json", "model.safetensors", "metrics.json", "tensorboard"} <= files
+    meta = json.loads((tmp_path / "m" / "crossfuse.json").read_text())
+    assert meta["format_version"] == 1 and meta["classes"] == {"label": ["a", "b"]}
+    assert len(meta["train_fingerprint"]) == 16
+    loaded = FusionPredictor.load(tmp_path / "m")
+    pd.testing.assert_frame_equal(loaded.predict_proba(toy_table), trained.predict_proba(toy_table))
+
+
+def test_incompatible_model_dir_is_a_clear_error(trained, tmp_path: Path) -> None:
+    trained.save(tmp_path / "m")
+    meta_path = tmp_path / "m" / "crossfuse.json"
+    meta = json.loads(meta_path.read_text())
+    meta["format_version"] = 999
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ModelDirError, match="format version 999"):
+        FusionPredictor.load(tmp_path / "m")
+    with pytest.raises(ModelDirError, match="not a crossfuse model directory"):
+        FusionPredictor.load(tmp_path)
+
+
+def test_same_seed_same_metrics(toy_table: Path) -> None:
+    def run(seed: int) -> dict:
+        p = FusionPredictor(
+            "label",
+            fusion="weighted",
+            config=TINY_CONFIG,
+            progress=False,
+            modalities={"score": "ignore"},
+        )
+        return p.fit(toy_table, epochs=2, seed=seed).metrics_["valid"]["tasks"]["label"]
+
+    a, b = run(0), run(0)
+    assert a == b
+
+
+def test_multitask_trains_two_heads(toy_table: Path) -> None:
+    p = FusionPredictor(["label", "score"], config=TINY_CONFIG, progress=False).fit(toy_table)
+    assert set(p.model_.heads) == {"label", "score"}
+    result = p.evaluate(toy_table)["tasks"]
+    assert result["label"]["accuracy"] > 0.8
+    assert result["score"]["r2"] > 0.5
+    preds = p.predict(toy_table)
+    assert list(preds.columns) == ["label", "score"]
+    assert preds["score"].dtype == float
+
+
+def test_unfitted_predictor_says_so(toy_table: Path) -> None:
+    with pytest.raises(CrossfuseError, match="not trained"):
+        FusionPredictor("label").predict(toy_table)
