@@ -141,3 +141,14 @@ def make_toy_table(folder: Path, n: int = 160, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def toy_table(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_toy_table(tmp_path_factory.mktemp("toy"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny test models run fastest on one thread, and OpenMP workers stall on busy CPUs."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

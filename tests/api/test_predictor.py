@@ -96,3 +96,22 @@ def test_multitask_trains_two_heads(toy_table: Path) -> None:
 def test_unfitted_predictor_says_so(toy_table: Path) -> None:
     with pytest.raises(CrossfuseError, match="not trained"):
         FusionPredictor("label").predict(toy_table)
+
+
+def test_time_limit_and_modality_dropout(toy_table: Path) -> None:
+    config = {**TINY_CONFIG, "train": {**TINY_CONFIG["train"], "modality_dropout": 0.3}}
+    p = FusionPredictor("label", config=config, progress=False, modalities={"score": "ignore"})
+    p.fit(toy_table, epochs=500, time_limit=1.0)
+    assert p.fit_summary_["epochs"] < 500
+    assert p.fit_summary_["train_seconds"] < 30
+    assert p.config_.train.modality_dropout == 0.3
+
+
+def test_regression_only(toy_table: Path) -> None:
+    p = FusionPredictor("score", config=TINY_CONFIG, progress=False).fit(toy_table, epochs=8)
+    assert p.schema_.tasks["score"] == "regression"
+    metrics = p.evaluate(toy_table)["tasks"]["score"]
+    assert {"mse", "rmse", "mae", "r2", "pearson"} <= set(metrics)
+    assert metrics["pearson"] > 0.7
+    with pytest.raises(CrossfuseError, match="classification"):
+        p.predict_proba(toy_table)

@@ -392,3 +392,18 @@ def test_real_data_build_has_the_published_split_sizes(tmp_path) -> None:
     assert info["sources"]["mnist_images"] == 10_000
     assert info["class_balance"]["test"] == {str(d): 30 for d in range(10)}
     assert len(list((built.out_dir / "audio").glob("*.wav"))) == 3000
+
+
+def test_inspect_reads_every_av_mnist_table_with_the_right_schema(built) -> None:
+    from crossfuse.data.inspect import inspect_table
+
+    tables = [*built.tables.values(), *built.holdout_tables.values()]
+    for table in tables:
+        report = inspect_table(table, "label")
+        assert {c: str(m) for c, m in report.schema.columns.items()} == {
+            "image": "image", "audio": "audio",
+        }, table
+        assert str(report.schema.tasks["label"]) == "classification"
+        # every cell decodes (tiny fake splits may still flag rare classes)
+        assert [p for p in report.errors if p.kind in ("cell", "row")] == []
+        assert not any(report.missing_by_column.values())

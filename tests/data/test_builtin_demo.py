@@ -294,3 +294,15 @@ def test_an_interrupted_build_can_be_redone(tmp_path: Path) -> None:
     reference = build_demo(tmp_path / "ref", n_rows=60, seed=2)
     assert tree_hashes(target) == tree_hashes(reference.out_dir)
     assert build.counts["total"] == 60
+
+
+def test_inspect_reads_the_demo_table_with_the_right_schema(demo) -> None:
+    from crossfuse.data.inspect import inspect_table
+
+    report = inspect_table(demo.train, "label")
+    assert {c: str(m) for c, m in report.schema.columns.items()} == {
+        "id": "ignore", "image": "image", "audio": "audio", "text": "text", "reading": "numeric",
+    }
+    assert str(report.schema.tasks["label"]) == "classification"
+    assert report.errors == []  # only planned empty cells, no unreadable ones
+    assert sum(report.missing_by_column.values()) > 0

@@ -14,15 +14,6 @@ assert_close = torch.testing.assert_close
 PRESENT = torch.tensor([True, False, True, True])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models are fastest on one thread; OpenMP workers stall when the CPUs are busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_encoder(shape: tuple[int, int] = (16, 20), **options) -> AudioCNNGRUEncoder:
     spec = InputSpec(name="sound", modality="audio", shape=shape)
     options = {"dim": 16, "channels": (4, 8), "hidden": 8, **options}

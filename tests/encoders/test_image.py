@@ -14,15 +14,6 @@ assert_close = torch.testing.assert_close
 PRESENT = torch.tensor([True, False, True])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models are fastest on one thread; OpenMP workers stall when the CPUs are busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_encoder(shape: tuple[int, int, int] = (3, 16, 16), **options) -> ImageCNNEncoder:
     spec = InputSpec(name="photo", modality="image", shape=shape)
     return create_encoder("image-cnn", spec, **{"dim": 16, "widths": (8, 16), **options})

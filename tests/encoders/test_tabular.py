@@ -13,15 +13,6 @@ from crossfuse.errors import ConfigError
 assert_close = torch.testing.assert_close
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models are fastest on one thread; OpenMP workers stall when the CPUs are busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_encoder(n_numeric: int = 3, cards: list[int] | None = None, **options):
     cards = [5, 40] if cards is None else cards
     spec = InputSpec(name="tabular", modality="tabular", n_numeric=n_numeric, cardinalities=cards)

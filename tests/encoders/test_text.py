@@ -14,15 +14,6 @@ assert_close = torch.testing.assert_close
 VOCAB = 12
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models are fastest on one thread; OpenMP workers stall when the CPUs are busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_encoder(pooling: str = "mean", **options) -> TextGRUEncoder:
     spec = InputSpec(name="caption", modality="text", vocab_size=VOCAB)
     options = {"dim": 16, "embed_dim": 8, "hidden": 8, **options}

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
 from torch import nn
 
@@ -133,17 +130,6 @@ def test_gradients_finite_with_absent_inputs() -> None:
         assert o.pooled.grad[o.present].abs().sum() > 0
 
 
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Run tiny training loops on one thread: faster, and no oversubscription on busy CPUs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def fit_accuracy(widths: dict[str, int], x: dict[str, torch.Tensor], y: torch.Tensor) -> float:
     """Train late fusion (its output is the logits) on the first half; accuracy on the second."""
     torch.manual_seed(0)
@@ -153,13 +139,12 @@ def fit_accuracy(widths: dict[str, int], x: dict[str, torch.Tensor], y: torch.Te
     ones = torch.ones(n, dtype=torch.bool)
     train = {k: ModalityOutput(x[k][:n], ones) for k in widths}
     test = {k: ModalityOutput(x[k][n:], ones) for k in widths}
-    with one_thread():
-        for _ in range(100):
-            opt.zero_grad()
-            nn.functional.cross_entropy(fusion(train), y[:n]).backward()
-            opt.step()
-        with torch.no_grad():
-            return (fusion(test).argmax(1) == y[n:]).float().mean().item()
+    for _ in range(100):
+        opt.zero_grad()
+        nn.functional.cross_entropy(fusion(train), y[:n]).backward()
+        opt.step()
+    with torch.no_grad():
+        return (fusion(test).argmax(1) == y[n:]).float().mean().item()
 
 
 def test_learns_a_label_that_needs_both_inputs() -> None:

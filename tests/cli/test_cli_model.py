@@ -1,0 +1,77 @@
+"""train → evaluate → predict from the command line on a tiny table."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.cli.test_cli_data import run
+from tests.conftest import TINY_CONFIG
+
+
+@pytest.fixture(scope="module")
+def model_dir(toy_table: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("cli")
+    recipe = folder / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump({**TINY_CONFIG, "modalities": {"score": "ignore"}}))
+    out = folder / "model"
+    result = run("train", "-c", str(recipe), "--train", str(toy_table), "--label", "label",
+                 "--fusion", "late", "--epochs", "4", "--out", str(out), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "model written to" in result.stdout and "accuracy" in result.stdout
+    return out
+
+
+def test_train_writes_a_model_dir(model_dir: Path) -> None:
+    meta = json.loads((model_dir / "crossfuse.json").read_text())
+    assert meta["config"]["model"]["fusion"] == "late"
+    assert meta["config"]["train"]["epochs"] == 4
+    assert meta["schema"]["columns"]["score"] == "ignore"
+
+
+def test_evaluate_with_ablation_json(model_dir: Path, toy_table: Path, tmp_path: Path) -> None:
+    saved = tmp_path / "m.json"
+    result = run("evaluate", str(model_dir), "--data", str(toy_table), "--ablate", "--json",
+                 "--save", str(saved))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["tasks"]["label"]["accuracy"] > 0.7
+    assert set(report["ablation"]["without"]) == {"note", "picture", "tabular"}
+    assert set(report["ablation"]["only"]["picture"]["label"]) >= {"accuracy", "delta"}
+    assert json.loads(saved.read_text()) == report
+
+
+def test_evaluate_table_output(model_dir: Path, toy_table: Path) -> None:
+    result = run("evaluate", str(model_dir), "--data", str(toy_table), "--ablate")
+    assert result.returncode == 0, result.stderr
+    assert "Metrics on" in result.stdout and "Ablation" in result.stdout
+
+
+def test_predict_writes_csv(model_dir: Path, toy_table: Path, tmp_path: Path) -> None:
+    out = tmp_path / "preds.csv"
+    unlabelled = tmp_path / "new.csv"
+    df = pd.read_csv(toy_table).drop(columns=["label", "score"])
+    df["picture"] = [str(toy_table.parent / p) for p in df["picture"]]  # absolute media paths
+    df.head(10).to_csv(unlabelled, index=False)
+    result = run("predict", str(model_dir), "--data", str(unlabelled), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    preds = pd.read_csv(out)
+    assert list(preds.columns) == ["predicted_label", "p_label=a", "p_label=b"]
+    assert len(preds) == 10 and preds["predicted_label"].isin(["a", "b"]).all()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--train", "{table}"], "--label"),
+        (["train", "--train", "{table}", "-l", "label", "--fusion", "magic"], "unknown fusion"),
+        (["evaluate", "/nonexistent/model", "--data", "{table}"], "not found"),
+        (["predict", "{table}", "--data", "{table}"], "not found"),
+    ],
+)
+def test_model_command_mistakes(toy_table: Path, args: list[str], message: str) -> None:
+    result = run(*[a.replace("{table}", str(toy_table)) for a in args])
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
