@@ -142,8 +142,9 @@ class FusionPredictor:
         for key, value in (self.encoders or {}).items():
             encoders[key] = {"name": value} if isinstance(value, str) else dict(value)
         model["encoders"] = encoders
-        train = dict(data.get("train", {}))
-        for key, value in (("epochs", epochs), ("time_limit", time_limit), ("seed", seed)):
+        train: dict[str, Any] = dict(data.get("train", {}))
+        overrides: dict[str, Any] = {"epochs": epochs, "time_limit": time_limit, "seed": seed}
+        for key, value in overrides.items():
             if value is not None:
                 train[key] = value
         return from_dict(CrossfuseConfig, {**data, "model": model, "train": train})
@@ -174,7 +175,7 @@ class FusionPredictor:
         """Predicted class (or value) per row; one column per label when multitask."""
         table = self._table(data)
         inf = run_inference(self.model_, self.preprocessor_, table, labels=False)
-        out = {}
+        out: dict[str, Any] = {}
         for col, enc in self.preprocessor_.labels.items():
             scores = inf.scores[col].numpy()
             if enc.task == "classification":
@@ -198,7 +199,7 @@ class FusionPredictor:
         """The fused representation (N, H), or per-input pooled embeddings if ``fused=False``."""
         table = self._table(data)
         inf = run_inference(self.model_, self.preprocessor_, table, labels=False, embeddings=True)
-        if fused:
+        if fused and inf.fused is not None:
             return inf.fused.numpy()
         return {name: value.numpy() for name, value in inf.pooled.items()}
 
@@ -251,5 +252,5 @@ class FusionPredictor:
         predictor.config_, predictor.schema_ = config, Schema.from_dict(meta["schema"])
         predictor.preprocessor_, predictor.model_ = pre, model.eval()
         predictor.metrics_, predictor.fit_summary_ = metrics, meta.get("fit_summary", {})
-        predictor.fingerprint_ = meta.get("train_fingerprint")
+        predictor.fingerprint_ = str(meta.get("train_fingerprint", ""))
         return predictor

@@ -191,6 +191,8 @@ def _array_cell(cell: tuple) -> tuple[np.ndarray, int]:
 class AudioProcessor(ColumnProcessor):
     """Audio column → standardised log-mel spectrogram ``(n_mels, frames)``."""
 
+    config_class = AudioConfig
+
     def __init__(self, config: AudioConfig | None = None) -> None:
         self.config = config or AudioConfig()
         self.mean: float | None = None  # fitted on training clips (log-mel units)

@@ -241,6 +241,8 @@ def normalize_pixels(x: np.ndarray, mode: str) -> np.ndarray:
 class ImageProcessor(ColumnProcessor):
     """Image column → (C, size, size) float32 tensors, with optional training augmentation."""
 
+    config_class = ImageConfig
+
     def __init__(self, config: ImageConfig | None = None) -> None:
         self.config = config or ImageConfig()
 

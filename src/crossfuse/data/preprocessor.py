@@ -21,18 +21,35 @@ TABULAR = "tabular"  # name of the input that groups numeric and categorical col
 _MEDIA = (Modality.TEXT, Modality.IMAGE, Modality.AUDIO)
 
 
-class Preprocessor:
-    """Per-input processors plus label encoders for one schema."""
+ProcessorChoice = tuple[str, dict[str, Any]]  # (registered processor name, config overrides)
 
-    def __init__(self, schema: Schema, config: DataConfig | None = None) -> None:
+
+class Preprocessor:
+    """Per-input processors plus label encoders for one schema.
+
+    Args:
+        schema: the table's schema.
+        config: per-modality preprocessing settings.
+        processors: for some columns, a processor other than the modality's default
+            and config overrides for it, e.g. ``{"photo": ("image", {"size": 224})}`` or
+            ``{"caption": ("hf-text", {"model": "path/to/model"})}``; chosen by the
+            encoders (a pretrained encoder needs its own preprocessing).
+    """
+
+    def __init__(
+        self,
+        schema: Schema,
+        config: DataConfig | None = None,
+        processors: dict[str, ProcessorChoice] | None = None,
+    ) -> None:
         self.schema = schema
         self.config = config or DataConfig()
+        self.choices = dict(processors or {})
         self.columns: dict[str, ColumnProcessor] = {}
         for col in schema.inputs(*_MEDIA):
             if col == TABULAR:
                 raise SchemaError(f"a {schema.columns[col]} column may not be named {TABULAR!r}")
-            modality = schema.columns[col]
-            self.columns[col] = processor_class(modality)(getattr(self.config, modality))
+            self.columns[col] = self._build(col)
         numeric = schema.inputs(Modality.NUMERIC)
         categorical = schema.inputs(Modality.CATEGORICAL)
         self.tabular: TabularProcessor | None = (
@@ -41,6 +58,18 @@ class Preprocessor:
             else None
         )
         self.labels = {c: LabelEncoder(c, schema.tasks[c]) for c in schema.labels}
+
+    def _build(self, col: str) -> ColumnProcessor:
+        modality = str(self.schema.columns[col])
+        name, overrides = self.choices.get(col, (modality, {}))
+        cls = processor_class(name)
+        if cls.modality != modality:
+            raise SchemaError(
+                f"processor {name!r} is for {cls.modality} columns; {col!r} is {modality}"
+            )
+        base = getattr(self.config, modality)
+        settings = to_dict(base) if isinstance(base, cls.config_class) else {}
+        return cls(from_dict(cls.config_class, {**settings, **overrides}, path=f"data.{col}"))
 
     @property
     def inputs(self) -> dict[str, str]:
@@ -78,17 +107,24 @@ class Preprocessor:
         return {
             "schema": self.schema.to_dict(),
             "config": to_dict(self.config),
-            "columns": {c: p.get_state() for c, p in self.columns.items()},
+            "choices": {c: [n, o] for c, (n, o) in self.choices.items()},
+            "columns": {
+                c: {"processor": p.processor_name, **p.get_state()} for c, p in self.columns.items()
+            },
             "tabular": self.tabular.get_state() if self.tabular else None,
             "labels": {c: e.get_state() for c, e in self.labels.items()},
         }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Preprocessor:
-        pre = cls(Schema.from_dict(state["schema"]), from_dict(DataConfig, state["config"]))
+        choices = {c: (n, dict(o)) for c, (n, o) in state.get("choices", {}).items()}
+        pre = cls(
+            Schema.from_dict(state["schema"]), from_dict(DataConfig, state["config"]), choices
+        )
         for col, proc_state in state["columns"].items():
-            modality = pre.schema.columns[col]
-            pre.columns[col] = processor_class(modality).from_state(proc_state)
+            proc_state = dict(proc_state)
+            name = proc_state.pop("processor")
+            pre.columns[col] = processor_class(name).from_state(proc_state)
         if state["tabular"] is not None:
             pre.tabular = TabularProcessor.from_state(state["tabular"])
         pre.labels = {c: LabelEncoder.from_state(s) for c, s in state["labels"].items()}

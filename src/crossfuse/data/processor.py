@@ -16,27 +16,37 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 import torch
 
+from crossfuse.errors import ConfigError
+
 _REGISTRY: dict[str, type[ColumnProcessor]] = {}
 
 P = TypeVar("P", bound="type[ColumnProcessor]")
 
 
-def register_processor(modality: str) -> Callable[[P], P]:
-    """Class decorator: make ``cls`` the processor for ``modality``."""
+def register_processor(name: str, modality: str | None = None) -> Callable[[P], P]:
+    """Class decorator registering ``cls`` as processor ``name`` for ``modality``.
+
+    The default processor of a modality is registered under the modality's own name
+    ("text", "image", "audio"); encoders that need other preprocessing (a pretrained
+    tokenizer, raw waveforms) register theirs under their own name.
+    """
 
     def wrap(cls: P) -> P:
-        cls.modality = modality
-        _REGISTRY[modality] = cls
+        cls.processor_name = name
+        cls.modality = modality or name
+        _REGISTRY[name] = cls
         return cls
 
     return wrap
 
 
-def processor_class(modality: str) -> type[ColumnProcessor]:
-    """The processor class registered for ``modality``."""
-    if modality not in _REGISTRY:
-        raise KeyError(f"no processor registered for modality {modality!r}")
-    return _REGISTRY[modality]
+def processor_class(name: str) -> type[ColumnProcessor]:
+    """The processor class registered as ``name``."""
+    if name not in _REGISTRY:
+        raise ConfigError(
+            f"no column processor named {name!r}; known: {', '.join(sorted(_REGISTRY))}"
+        )
+    return _REGISTRY[name]
 
 
 class ColumnProcessor(ABC):
@@ -48,6 +58,8 @@ class ColumnProcessor(ABC):
     """
 
     modality: ClassVar[str]
+    processor_name: ClassVar[str]
+    config_class: ClassVar[type]  # the dataclass its constructor takes
 
     def fit(self, cells: Sequence[Any], base_dir: Path | None = None) -> ColumnProcessor:
         """Learn statistics from the training cells (default: nothing to learn)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 import pandas as pd
 
@@ -38,7 +39,7 @@ class Table:
         return len(self.df)
 
 
-TableLike = str | Path | pd.DataFrame | Table
+TableLike: TypeAlias = str | Path | pd.DataFrame | Table
 
 
 def read_table(source: TableLike, *, base_dir: str | Path | None = None) -> Table:

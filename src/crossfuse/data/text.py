@@ -54,6 +54,8 @@ def tokenize(text: str, kind: str) -> list[str]:
 class TextProcessor(ColumnProcessor):
     """Cleans text and maps it to token ids with a vocabulary fitted on training data."""
 
+    config_class = TextConfig
+
     def __init__(self, config: TextConfig | None = None) -> None:
         self.config = config or TextConfig()
         self.kind = self.config.tokenizer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import nn
@@ -43,12 +43,28 @@ class InputSpec:
     shape: tuple[int, ...] = ()  # image: (C, H, W); audio: (n_mels, frames)
     n_numeric: int = 0  # tabular: number of numeric columns
     cardinalities: list[int] = field(default_factory=list)  # tabular: ids per categorical column
+    processor: str = ""  # name of the column processor that produced the input
 
 
 class Encoder(nn.Module):
-    """Base class: ``forward(batch_for_this_input) -> ModalityOutput`` with width ``out_dim``."""
+    """Base class: ``forward(batch_for_this_input) -> ModalityOutput`` with width ``out_dim``.
+
+    Pretrained encoders set ``pretrained = True``, output their native width (the
+    fusion projects it), say which column processor they need, and list their blocks so
+    partial fine-tuning and layer-wise learning-rate decay can address them.
+    """
 
     out_dim: int
+    pretrained: ClassVar[bool] = False
+
+    @classmethod
+    def processor_choice(cls, options: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+        """``(processor name, config overrides)`` this encoder needs; None → the default."""
+        return None
+
+    def blocks(self) -> list[nn.Module]:
+        """Layers from input to output (partial fine-tuning trains the last N)."""
+        return [self]
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> ModalityOutput:  # pragma: no cover
         raise NotImplementedError
@@ -72,6 +88,23 @@ def encoder_names(modality: str | None = None) -> list[str]:
     """Registered encoder names, optionally only those for one modality."""
     _load_builtin()
     return sorted(n for n, (_, m) in _REGISTRY.items() if modality in (None, m))
+
+
+def encoder_class(name: str, modality: str | None = None) -> type[Encoder]:
+    """The class registered as ``name`` (checked against ``modality`` when given)."""
+    _load_builtin()
+    if name not in _REGISTRY:
+        where = f" for {modality} inputs" if modality else ""
+        raise ConfigError(
+            f"unknown encoder {name!r}{where}; choose one of: {', '.join(encoder_names(modality))}"
+        )
+    cls, registered = _REGISTRY[name]
+    if modality is not None and registered != modality:
+        raise ConfigError(
+            f"encoder {name!r} is for {registered} inputs, not {modality}; "
+            f"choose one of: {', '.join(encoder_names(modality))}"
+        )
+    return cls  # type: ignore[return-value]
 
 
 def create_encoder(name: str, spec: InputSpec, **options: Any) -> Encoder:

@@ -20,10 +20,17 @@ def input_specs(pre: Preprocessor) -> list[InputSpec]:
                     cardinalities=pre.tabular.cardinalities,
                 )
             )
-        elif modality == "text":
-            specs.append(InputSpec(name, modality, vocab_size=pre.columns[name].vocab_size))
         else:
-            specs.append(InputSpec(name, modality, shape=tuple(pre.columns[name].output_shape)))
+            proc = pre.columns[name]
+            specs.append(
+                InputSpec(
+                    name,
+                    modality,
+                    vocab_size=getattr(proc, "vocab_size", 0),
+                    shape=tuple(getattr(proc, "output_shape", ())),
+                    processor=proc.processor_name,
+                )
+            )
     return specs
 
 
