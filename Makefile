@@ -27,7 +27,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/mypy src/crossfuse/__init__.py src/crossfuse/data/schema.py src/crossfuse/data/table.py
+	$(BIN)/mypy src/crossfuse/__init__.py src/crossfuse/api.py src/crossfuse/data/schema.py src/crossfuse/data/table.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache .ruff_cache .mypy_cache

@@ -21,12 +21,15 @@ from crossfuse.data.preprocessor import Preprocessor
 from crossfuse.data.schema import Schema, infer_schema
 from crossfuse.data.split import split_train_valid
 from crossfuse.data.table import Table, TableLike, read_table
+from crossfuse.device import resolve_device
 from crossfuse.errors import CrossfuseError, ModelDirError
 from crossfuse.evaluation.evaluate import evaluate_model
 from crossfuse.model_dir import TB_DIR, fingerprint, read_model_dir, write_model_dir
 from crossfuse.models import FusionModel, build_model
 from crossfuse.models.inference import run_inference
+from crossfuse.models.plan import processor_plan
 from crossfuse.models.specs import input_specs, task_specs
+from crossfuse.presets import merge, preset_config
 
 ConfigLike = CrossfuseConfig | Mapping[str, Any] | str | Path | None
 
@@ -43,6 +46,10 @@ class FusionPredictor:
         config: a :class:`CrossfuseConfig`, a dict of the same shape, or a YAML path.
         modalities: ``{column: modality}`` overrides of the inferred schema
             (``"ignore"`` drops a column).
+        preset: ``"fast"`` (from-scratch encoders), ``"pretrained"`` (frozen MiniLM,
+            EfficientNet-Lite0 and a spectrogram CNN, cached) or ``"finetune"``
+            (the same, last blocks trained); ``config`` is merged over it.
+        device: ``auto`` (CUDA, then MPS, then CPU), or e.g. ``cpu``, ``cuda:1``.
         progress: show progress bars while training.
     """
 
@@ -55,6 +62,8 @@ class FusionPredictor:
         config: ConfigLike = None,
         *,
         modalities: Mapping[str, str] | None = None,
+        preset: str | None = None,
+        device: str = "auto",
         progress: bool = True,
     ) -> None:
         self.label = label
@@ -63,6 +72,8 @@ class FusionPredictor:
         self.encoders = encoders
         self.config = config
         self.modalities = modalities
+        self.preset = preset
+        self.device = device
         self.progress = progress
 
     # ------------------------------------------------------------------ training
@@ -95,7 +106,8 @@ class FusionPredictor:
             )
         else:
             train_part, valid_part = train_table, read_table(valid)
-        pre = Preprocessor(schema, config.data).fit(train_part)
+        pre = Preprocessor(schema, config.data, processor_plan(schema, config.model))
+        pre.fit(train_part)
         pl.seed_everything(config.train.seed, workers=True, verbose=False)
         model = build_model(input_specs(pre), task_specs(pre), config.model)
         self._log_root = tempfile.TemporaryDirectory(prefix="crossfuse-")
@@ -108,9 +120,10 @@ class FusionPredictor:
             log_dir=Path(self._log_root.name) / TB_DIR,
             progress=self.progress,
             strict=config.data.strict,
+            device=resolve_device(self.device),
         )
         self.config_, self.schema_, self.preprocessor_ = config, schema, pre
-        self.model_: FusionModel = model.cpu().eval()
+        self.model_: FusionModel = model.to(resolve_device(self.device)).eval()
         self.problems_ = result.problems
         self.fit_summary_ = {
             "epochs": result.epochs,
@@ -135,6 +148,8 @@ class FusionPredictor:
             data = load_yaml(self.config)
         else:
             data = dict(self.config or {})
+        if self.preset is not None:
+            data = merge(preset_config(self.preset), data)
         model = dict(data.get("model", {}))
         if self.fusion is not None:
             model["fusion"] = self.fusion
@@ -238,11 +253,11 @@ class FusionPredictor:
         )
 
     @classmethod
-    def load(cls, path: str | Path) -> FusionPredictor:
+    def load(cls, path: str | Path, device: str = "auto") -> FusionPredictor:
         """Load a model directory written by :meth:`save` (never unpickles anything)."""
         meta, state, metrics = read_model_dir(path)
         config = from_dict(CrossfuseConfig, meta["config"])
-        predictor = cls(label=meta["label"], config=config, progress=False)
+        predictor = cls(label=meta["label"], config=config, device=device, progress=False)
         pre = Preprocessor.from_state(meta["preprocessor"])
         model = build_model(input_specs(pre), task_specs(pre), config.model)
         try:
@@ -250,7 +265,8 @@ class FusionPredictor:
         except RuntimeError as e:
             raise ModelDirError(f"weights in {path} do not match its config: {e}") from None
         predictor.config_, predictor.schema_ = config, Schema.from_dict(meta["schema"])
-        predictor.preprocessor_, predictor.model_ = pre, model.eval()
+        predictor.preprocessor_ = pre
+        predictor.model_ = model.to(resolve_device(predictor.device)).eval()
         predictor.metrics_, predictor.fit_summary_ = metrics, meta.get("fit_summary", {})
         predictor.fingerprint_ = str(meta.get("train_fingerprint", ""))
         return predictor

@@ -125,13 +125,18 @@ class EncoderConfig:
     """One input's encoder: a registered name and its options."""
 
     name: str | None = None  # registry name; None → the default for the input's modality
-    dim: int = 128  # width of the encoder's output
-    trainable: bool = True  # False freezes the encoder's weights
+    dim: int = 128  # output width of from-scratch encoders (pretrained ones keep their own)
+    finetune: str = "full"  # full: train all; partial: last `partial_blocks` + norms; frozen
+    partial_blocks: int = 2  # blocks trained (from the output end) when finetune is partial
     options: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments
 
     def __post_init__(self) -> None:
         if self.dim < 1:
             raise ConfigError(f"encoder dim must be ≥ 1, got {self.dim}")
+        if self.finetune not in ("full", "partial", "frozen"):
+            raise ConfigError(f"encoder finetune is {self.finetune!r}; use full, partial or frozen")
+        if self.partial_blocks < 1:
+            raise ConfigError(f"encoder partial_blocks must be ≥ 1, got {self.partial_blocks}")
 
 
 @dataclass
@@ -163,7 +168,9 @@ class TrainConfig:
 
     epochs: int = 30  # maximum number of epochs
     batch_size: int = 32  # rows per batch
-    lr: float = 2e-3  # peak learning rate of AdamW
+    lr: float = 2e-3  # peak learning rate of AdamW (fusion and heads)
+    encoder_lr: float | None = None  # learning rate of the encoders; None → lr
+    layer_decay: float = 1.0  # layer-wise LR decay: each block below the top gets × this
     weight_decay: float = 0.01  # AdamW weight decay (not applied to biases and norms)
     warmup: float = 0.1  # share of all steps spent warming the learning rate up
     grad_clip: float = 1.0  # clip the gradient norm to this (0 disables)
@@ -178,12 +185,19 @@ class TrainConfig:
     valid_fraction: float = 0.15  # share of train held out when no validation table is given
     num_workers: int = 0  # DataLoader worker processes
     seed: int = 0  # seeds model initialisation, shuffling and augmentation
+    precision: str = (
+        "auto"  # auto: bf16 autocast on CUDA, fp32 elsewhere; or 32, bf16-mixed, 16-mixed
+    )
+    cache: bool = True  # cache outputs of frozen encoders whose inputs are not augmented
+    cache_dir: str | None = None  # None → $CROSSFUSE_CACHE or ~/.cache/crossfuse/embeddings
 
     def __post_init__(self) -> None:
         checks = [
             (self.epochs >= 1, "train.epochs must be ≥ 1"),
             (self.batch_size >= 1, "train.batch_size must be ≥ 1"),
             (self.lr > 0, "train.lr must be > 0"),
+            (self.encoder_lr is None or self.encoder_lr > 0, "train.encoder_lr must be > 0"),
+            (0 < self.layer_decay <= 1, "train.layer_decay must be in (0, 1]"),
             (0 <= self.warmup < 1, "train.warmup must be in [0, 1)"),
             (0 <= self.modality_dropout < 1, "train.modality_dropout must be in [0, 1)"),
             (0 <= self.label_smoothing < 1, "train.label_smoothing must be in [0, 1)"),
@@ -191,6 +205,10 @@ class TrainConfig:
             (self.regression_loss in ("mse", "huber"), "train.regression_loss: mse or huber"),
             (0 < self.valid_fraction < 1, "train.valid_fraction must be in (0, 1)"),
             (self.time_limit is None or self.time_limit > 0, "train.time_limit must be > 0"),
+            (
+                self.precision in ("auto", "32", "bf16-mixed", "16-mixed"),
+                "train.precision: auto, 32, bf16-mixed or 16-mixed",
+            ),
         ]
         for ok, message in checks:
             if not ok:

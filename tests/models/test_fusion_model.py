@@ -70,7 +70,7 @@ def test_frozen_encoder_and_unknown_names() -> None:
             **CFG,
             "encoders": {
                 **CFG["encoders"],
-                "img": {"dim": 8, "trainable": False, "options": {"widths": [4]}},
+                "img": {"dim": 8, "finetune": "frozen", "options": {"widths": [4]}},
             },
         },
     )

@@ -15,6 +15,7 @@ from torch import nn
 from crossfuse.config import EncoderConfig, ModelConfig
 from crossfuse.encoders import DEFAULT_ENCODERS, InputSpec, ModalityOutput, create_encoder
 from crossfuse.fusion import create_fusion
+from crossfuse.models.transfer import apply_finetune
 
 
 @dataclass
@@ -102,21 +103,20 @@ def _head(in_dim: int, out_dim: int, hidden: int, dropout: float) -> nn.Module:
     )
 
 
-def encoder_config_for(config: ModelConfig, spec: InputSpec) -> EncoderConfig:
+def encoder_config_for(config: ModelConfig, name: str, modality: str) -> EncoderConfig:
     """Per-input config wins over per-modality config, which wins over the defaults."""
-    return config.encoders.get(spec.name) or config.encoders.get(spec.modality) or EncoderConfig()
+    return config.encoders.get(name) or config.encoders.get(modality) or EncoderConfig()
 
 
 def build_model(specs: list[InputSpec], tasks: list[TaskSpec], config: ModelConfig) -> FusionModel:
     """Create encoders for ``specs``, the configured fusion over them, and the heads."""
     encoders: dict[str, nn.Module] = {}
     for spec in specs:
-        enc_cfg = encoder_config_for(config, spec)
+        enc_cfg = encoder_config_for(config, spec.name, spec.modality)
         name = enc_cfg.name or DEFAULT_ENCODERS[spec.modality]
         options: dict[str, Any] = {"dim": enc_cfg.dim, **enc_cfg.options}
         encoder = create_encoder(name, spec, **options)
-        if not enc_cfg.trainable:
-            encoder.requires_grad_(False)
+        apply_finetune(encoder, enc_cfg.finetune, enc_cfg.partial_blocks)
         encoders[spec.name] = encoder
     in_dims = {n: e.out_dim for n, e in encoders.items()}
     fusion = create_fusion(

@@ -30,7 +30,7 @@ class Inference:
     problems: ProblemLog = field(default_factory=ProblemLog)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def run_inference(
     model: FusionModel,
     pre: Preprocessor,

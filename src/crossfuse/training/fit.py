@@ -21,6 +21,7 @@ from crossfuse.data.dataset import Collator, FusionDataset
 from crossfuse.data.preprocessor import Preprocessor
 from crossfuse.data.problems import ProblemLog
 from crossfuse.data.table import Table
+from crossfuse.device import lightning_accelerator, resolve_device, resolve_precision
 from crossfuse.errors import CellError
 from crossfuse.models import FusionModel
 from crossfuse.training.callbacks import BestWeights
@@ -71,8 +72,10 @@ def fit_model(
     log_dir: Path,
     progress: bool = True,
     strict: bool = False,
+    device: torch.device | None = None,
 ) -> FitResult:
     """Train ``model`` in place on ``train``, selecting the best epoch on ``valid``."""
+    device = device or resolve_device("auto")
     train_ds = FusionDataset(train, pre, train=True, strict=strict)
     valid_ds = FusionDataset(valid, pre, strict=strict)
     module = FusionModule(
@@ -94,8 +97,9 @@ def fit_model(
         trainer = pl.Trainer(
             max_epochs=config.epochs,
             max_time={"seconds": config.time_limit} if config.time_limit else None,
-            accelerator="auto",
+            accelerator=lightning_accelerator(device),
             devices=1,
+            precision=resolve_precision(config.precision, device),
             logger=TensorBoardLogger(str(log_dir), name="", version="", default_hp_metric=False),
             callbacks=callbacks,
             enable_checkpointing=False,

@@ -10,6 +10,7 @@ import torch
 from crossfuse.config import TrainConfig
 from crossfuse.data.problems import ProblemLog
 from crossfuse.models import FusionModel
+from crossfuse.models.transfer import param_groups
 from crossfuse.training.losses import classification_loss, regression_loss
 from crossfuse.training.modality_dropout import drop_modalities
 from crossfuse.training.outputs import TaskOutputs, task_scores, validation_metrics
@@ -101,17 +102,15 @@ class FusionModule(pl.LightningModule):
             self.log(key, value, prog_bar=key == "val_score")
 
     def configure_optimizers(self):
-        decay, no_decay = [], []
-        for name, param in self.model.named_parameters():
-            if not param.requires_grad:
-                continue
-            (no_decay if param.ndim <= 1 or "embedding" in name else decay).append(param)
+        cfg = self.config
         optimizer = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": self.config.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
-            lr=self.config.lr,
+            param_groups(
+                self.model,
+                lr=cfg.lr,
+                encoder_lr=cfg.encoder_lr,
+                layer_decay=cfg.layer_decay,
+                weight_decay=cfg.weight_decay,
+            )
         )
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         warmup = int(self.config.warmup * total)
