@@ -134,6 +134,9 @@ class FusionPredictor:
             "train_rows": len(train_part),
             "valid_rows": len(valid_part),
             "problems": len(result.problems),
+            "cache": result.cache,
+            "encode_seconds": round(result.encode_seconds, 2),
+            "epoch_seconds": [round(x, 2) for x in result.epoch_seconds],
         }
         self.fingerprint_ = fingerprint(train_table.df)
         self.metrics_ = {"valid": evaluate_model(model, pre, valid_part)}

@@ -115,3 +115,31 @@ def test_regression_only(toy_table: Path) -> None:
     assert metrics["pearson"] > 0.7
     with pytest.raises(CrossfuseError, match="classification"):
         p.predict_proba(toy_table)
+
+
+def test_frozen_encoder_features_are_cached_once(toy_table: Path, tmp_path: Path) -> None:
+    config = {
+        **TINY_CONFIG,
+        "model": {
+            **TINY_CONFIG["model"],
+            "encoders": {
+                **TINY_CONFIG["model"]["encoders"],
+                "image": {"dim": 16, "finetune": "frozen", "options": {"widths": [8]}},
+            },
+        },
+        "train": {**TINY_CONFIG["train"], "cache_dir": str(tmp_path / "cache")},
+    }
+
+    def fit() -> FusionPredictor:
+        return FusionPredictor(
+            "label", config=config, progress=False, modalities={"score": "ignore"}
+        ).fit(toy_table, epochs=2, seed=0)
+
+    first = fit()
+    assert first.fit_summary_["cache"] == {"picture": {"encoded": 160, "reused": 0}}
+    assert len(first.fit_summary_["epoch_seconds"]) == 2
+    second = fit()  # same seed → same frozen weights → every row found in the cache
+    assert second.fit_summary_["cache"] == {"picture": {"encoded": 0, "reused": 160}}
+    # both runs trained on the same cached features, so they predict the same
+    pd.testing.assert_frame_equal(second.predict_proba(toy_table), first.predict_proba(toy_table))
+    assert (tmp_path / "cache" / "cache.sqlite").is_file()

@@ -30,6 +30,8 @@ class FusionDataset(Dataset):
             and the DataLoader seed per worker, so runs are reproducible).
         strict: raise :class:`CellError` naming row, column and file for any bad cell.
         labels: read label columns (False for prediction on unlabelled tables).
+        cached: for some inputs, an object with a ``keys`` list (one cache key per row,
+            None for an unusable cell): those inputs yield their key instead of a tensor.
     """
 
     def __init__(
@@ -40,8 +42,10 @@ class FusionDataset(Dataset):
         train: bool = False,
         strict: bool = False,
         labels: bool = True,
+        cached: dict[str, Any] | None = None,
     ) -> None:
         self.table = table
+        self.cached = cached or {}
         self.pre = preprocessor
         self.train = train
         self.strict = strict
@@ -64,6 +68,10 @@ class FusionDataset(Dataset):
         inputs: dict[str, Any] = {}
         for col, proc in self.pre.columns.items():
             cell = self._cells[col][i]
+            if col in self.cached:
+                inputs[col] = self.cached[col].keys[i]
+                if inputs[col] is not None:
+                    continue
             try:
                 inputs[col] = proc.process(
                     cell, base_dir=self.table.base_dir, train=self.train, rng=rng
@@ -94,16 +102,24 @@ class FusionDataset(Dataset):
 
 
 class Collator:
-    """Turns a list of dataset items into a batch (a picklable callable for workers)."""
+    """Turns a list of dataset items into a batch (a picklable callable for workers).
 
-    def __init__(self, preprocessor: Preprocessor) -> None:
+    ``cached`` maps inputs whose items are cache keys to an object whose
+    ``load(keys)`` returns their batch (read from the embedding store).
+    """
+
+    def __init__(self, preprocessor: Preprocessor, cached: dict[str, Any] | None = None) -> None:
         self.pre = preprocessor
+        self.cached = cached or {}
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        inputs = {
-            col: proc.collate([it["inputs"][col] for it in items])
-            for col, proc in self.pre.columns.items()
-        }
+        inputs = {}
+        for col, proc in self.pre.columns.items():
+            values = [it["inputs"][col] for it in items]
+            if col in self.cached:
+                inputs[col] = self.cached[col].load(values)
+            else:
+                inputs[col] = proc.collate(values)
         if self.pre.tabular is not None:
             inputs[TABULAR] = self.pre.tabular.collate([it["inputs"][TABULAR] for it in items])
         targets, target_present = {}, {}

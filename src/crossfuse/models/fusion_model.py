@@ -60,7 +60,16 @@ class FusionModel(nn.Module):
         """Run every encoder; ``keep`` (input → (B,) bool) hides inputs, e.g. for ablation."""
         outputs = {}
         for name in self.input_names:
-            out = self.encoders[name](inputs[name])
+            batch = inputs[name]
+            if "cached_pooled" in batch:  # features computed once by the frozen encoder
+                out = ModalityOutput(
+                    batch["cached_pooled"],
+                    batch["present"],
+                    batch.get("cached_tokens"),
+                    batch.get("cached_token_mask"),
+                )
+            else:
+                out = self.encoders[name](batch)
             if keep is not None and name in keep:
                 out = out.masked(keep[name].to(out.present.device))
             outputs[name] = out

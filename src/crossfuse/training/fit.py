@@ -7,7 +7,7 @@ import logging
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -24,7 +24,8 @@ from crossfuse.data.table import Table
 from crossfuse.device import lightning_accelerator, resolve_device, resolve_precision
 from crossfuse.errors import CellError
 from crossfuse.models import FusionModel
-from crossfuse.training.callbacks import BestWeights
+from crossfuse.training.cached_inputs import cache_table, cacheable_inputs
+from crossfuse.training.callbacks import BestWeights, EpochTimes
 from crossfuse.training.lightning_module import FusionModule
 from crossfuse.training.losses import balanced_class_weights
 
@@ -39,6 +40,9 @@ class FitResult:
     monitor: str
     seconds: float
     problems: ProblemLog
+    cache: dict[str, dict[str, int]]  # cached input → cells encoded now / found in the cache
+    encode_seconds: float = 0.0  # time spent filling the embedding cache before epoch 1
+    epoch_seconds: list[float] = field(default_factory=list)  # per epoch, validation included
 
 
 def monitor_mode(monitor: str) -> str:
@@ -55,7 +59,7 @@ def make_loader(
         dataset,
         batch_size=config.batch_size,
         shuffle=shuffle,
-        collate_fn=Collator(pre),
+        collate_fn=Collator(pre, dataset.cached),
         num_workers=config.num_workers,
         generator=generator,
         persistent_workers=config.num_workers > 0,
@@ -76,8 +80,27 @@ def fit_model(
 ) -> FitResult:
     """Train ``model`` in place on ``train``, selecting the best epoch on ``valid``."""
     device = device or resolve_device("auto")
-    train_ds = FusionDataset(train, pre, train=True, strict=strict)
-    valid_ds = FusionDataset(valid, pre, strict=strict)
+    start = time.perf_counter()
+    cached_cols = cacheable_inputs(model, pre, config)
+    cached = (
+        {
+            part: cache_table(
+                model,
+                pre,
+                table,
+                cached_cols,
+                config,
+                device=device,
+                progress=_encode_progress if progress else None,
+            )
+            for part, table in (("train", train), ("valid", valid))
+        }
+        if cached_cols
+        else {"train": {}, "valid": {}}
+    )
+    encode_seconds = time.perf_counter() - start
+    train_ds = FusionDataset(train, pre, train=True, strict=strict, cached=cached["train"])
+    valid_ds = FusionDataset(valid, pre, strict=strict, cached=cached["valid"])
     module = FusionModule(
         model,
         config,
@@ -87,12 +110,12 @@ def fit_model(
     monitor = config.monitor or "val_score"
     mode = "max" if monitor == "val_score" else monitor_mode(monitor)
     best = BestWeights(monitor, mode)
-    callbacks: list[pl.Callback] = [best]
+    timer = EpochTimes()
+    callbacks: list[pl.Callback] = [best, timer]
     if config.patience > 0:
         callbacks.append(EarlyStopping(monitor, mode=mode, patience=config.patience))
     if progress:
         callbacks.append(RichProgressBar(leave=False))
-    start = time.perf_counter()
     with warnings.catch_warnings(), _quiet_lightning():
         trainer = pl.Trainer(
             max_epochs=config.epochs,
@@ -125,7 +148,34 @@ def fit_model(
         monitor=monitor,
         seconds=time.perf_counter() - start,
         problems=module.problems,
+        cache={
+            col: {
+                "encoded": sum(cached[p][col].encoded for p in cached),
+                "reused": sum(cached[p][col].reused for p in cached),
+            }
+            for col in cached_cols
+        },
+        encode_seconds=encode_seconds,
+        epoch_seconds=timer.seconds,
     )
+
+
+def _encode_progress(column: str, table: str):
+    """A progress callback for :func:`precompute` that draws a rich bar on stderr."""
+    from rich.progress import Progress
+
+    state: dict = {}
+
+    def update(done: int, total: int) -> None:
+        if "bar" not in state:
+            state["bar"] = Progress(transient=True)
+            state["bar"].start()
+            state["task"] = state["bar"].add_task(f"encoding {column!r} once", total=total)
+        state["bar"].update(state["task"], completed=done)
+        if done >= total:
+            state["bar"].stop()
+
+    return update
 
 
 @contextlib.contextmanager
