@@ -87,29 +87,11 @@ class FusionPredictor:
         seed: int | None = None,
     ) -> FusionPredictor:
         """Train on ``train``; ``valid`` (or a stratified part of it) selects the best epoch."""
-        import lightning.pytorch as pl
-
         from crossfuse.training.fit import fit_model
 
-        config = self._resolve_config(epochs, time_limit, seed)
-        train_table = read_table(train)
-        schema = infer_schema(
-            train_table.df,
-            self.label,
-            base_dir=train_table.base_dir,
-            overrides=self.modalities,
-            task=self.problem_type,
+        config, schema, train_table, train_part, valid_part, pre, model = self._prepare(
+            train, valid, epochs, time_limit, seed
         )
-        if valid is None:
-            train_part, valid_part = split_train_valid(
-                train_table, schema, config.train.valid_fraction, config.train.seed
-            )
-        else:
-            train_part, valid_part = train_table, read_table(valid)
-        pre = Preprocessor(schema, config.data, processor_plan(schema, config.model))
-        pre.fit(train_part)
-        pl.seed_everything(config.train.seed, workers=True, verbose=False)
-        model = build_model(input_specs(pre), task_specs(pre), config.model)
         self._log_root = tempfile.TemporaryDirectory(prefix="crossfuse-")
         result = fit_model(
             model,
@@ -141,6 +123,61 @@ class FusionPredictor:
         self.fingerprint_ = fingerprint(train_table.df)
         self.metrics_ = {"valid": evaluate_model(model, pre, valid_part)}
         return self
+
+    def precompute(
+        self, train: TableLike, valid: TableLike | None = None, *, seed: int | None = None
+    ) -> dict[str, dict[str, int]]:
+        """Fill the embedding cache for the frozen encoders, exactly as :meth:`fit` would.
+
+        Give the same tables (and seed) as the later ``fit``: a training run then reads
+        every frozen encoder's features from the cache. Returns, per cached input, how
+        many cells were encoded now and how many were already cached.
+        """
+        from crossfuse.training.cached_inputs import cache_table, cacheable_inputs
+
+        config, _, _, train_part, valid_part, pre, model = self._prepare(
+            train, valid, None, None, seed
+        )
+        columns = cacheable_inputs(model, pre, config.train)
+        if not columns:
+            raise CrossfuseError(
+                "nothing to cache: no encoder is frozen (or caching is off); use "
+                "preset='pretrained' or an encoder config with finetune: frozen"
+            )
+        device = resolve_device(self.device)
+        summary = {c: {"encoded": 0, "reused": 0} for c in columns}
+        for table in (train_part, valid_part):
+            for col, ref in cache_table(
+                model, pre, table, columns, config.train, device=device
+            ).items():
+                summary[col]["encoded"] += ref.encoded
+                summary[col]["reused"] += ref.reused
+        return summary
+
+    def _prepare(self, train, valid, epochs, time_limit, seed):
+        """Config, schema, tables, fitted preprocessing and a fresh (seeded) model."""
+        import lightning.pytorch as pl
+
+        config = self._resolve_config(epochs, time_limit, seed)
+        train_table = read_table(train)
+        schema = infer_schema(
+            train_table.df,
+            self.label,
+            base_dir=train_table.base_dir,
+            overrides=self.modalities,
+            task=self.problem_type,
+        )
+        if valid is None:
+            train_part, valid_part = split_train_valid(
+                train_table, schema, config.train.valid_fraction, config.train.seed
+            )
+        else:
+            train_part, valid_part = train_table, read_table(valid)
+        pre = Preprocessor(schema, config.data, processor_plan(schema, config.model))
+        pre.fit(train_part)
+        pl.seed_everything(config.train.seed, workers=True, verbose=False)
+        model = build_model(input_specs(pre), task_specs(pre), config.model)
+        return config, schema, train_table, train_part, valid_part, pre, model
 
     def _resolve_config(
         self, epochs: int | None, time_limit: float | None, seed: int | None

@@ -56,6 +56,14 @@ class DemoRun:
     model_dir: str
 
 
+def demo_config(preset: str | None) -> dict[str, Any]:
+    """The demo's config; with a pretrained preset, the preset chooses encoders and inputs."""
+    if preset in (None, "fast"):
+        return DEMO_CONFIG
+    audio = {"sample_rate": 8000, "duration": 1.0, "n_fft": 512, "hop_length": 80}
+    return {"train": DEMO_CONFIG["train"], "data": {"audio": audio}}
+
+
 def demo_models() -> list[tuple[str, list[str], str]]:
     """(name, input columns, fusion) of every model the demo trains."""
     single = [(f"{col} only", [col], "concat") for col in INPUT_COLUMNS]
@@ -68,17 +76,23 @@ def run_demo(
     *,
     seed: int = 0,
     epochs: int | None = None,
+    preset: str | None = None,
     progress: bool = True,
     on_result: Callable[[DemoRun], None] | None = None,
 ) -> list[DemoRun]:
-    """Build the demo data, train every model of :func:`demo_models`, evaluate on test."""
+    """Build the demo data, train every model of :func:`demo_models`, evaluate on test.
+
+    With ``preset="pretrained"`` the encoders are the frozen pretrained ones; their
+    features are computed once (first model) and read from the cache by the others.
+    """
     out = Path(out_dir)
     data = build_demo(out / "data", seed=seed, progress=progress)
     runs = []
     for name, inputs, fusion in demo_models():
         ignored = {c: "ignore" for c in INPUT_COLUMNS if c not in inputs}
         predictor = FusionPredictor(
-            "label", fusion=fusion, config=DEMO_CONFIG, modalities=ignored, progress=progress
+            "label", fusion=fusion, config=demo_config(preset), modalities=ignored,
+            preset=preset, progress=progress,
         ).fit(data.train, data.valid, epochs=epochs, seed=seed)
         metrics = predictor.evaluate(data.test)["tasks"]["label"]
         model_dir = out / "models" / name.replace(" ", "-")

@@ -15,7 +15,7 @@ import typer
 from crossfuse.cli.common import err, out
 from crossfuse.cli.datasets_cmd import datasets_app
 from crossfuse.cli.inspect_cmd import inspect
-from crossfuse.cli.model_cmds import evaluate, predict, train
+from crossfuse.cli.model_cmds import embed, evaluate, predict, train
 from crossfuse.errors import CrossfuseError
 
 app = typer.Typer(
@@ -29,6 +29,7 @@ app.command()(inspect)
 app.command()(train)
 app.command()(evaluate)
 app.command()(predict)
+app.command()(embed)
 app.add_typer(datasets_app, name="datasets")
 
 
@@ -39,6 +40,9 @@ def demo(
     ] = Path("demo_out"),
     epochs: Annotated[int | None, typer.Option(help="Override the demo's epochs.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the data and the models.")] = 0,
+    preset: Annotated[
+        str | None, typer.Option(help="fast (default), pretrained or finetune encoders.")
+    ] = None,
 ) -> None:
     """Build the demo data, train each modality alone and three fusions, compare on test."""
     from rich.table import Table as RichTable
@@ -58,7 +62,7 @@ def demo(
             run.name, f"{run.accuracy:.3f}", f"{run.f1_macro:.3f}", f"{run.train_seconds:.1f}"
         )
 
-    run_demo(out_dir, seed=seed, epochs=epochs, on_result=show)
+    run_demo(out_dir, seed=seed, epochs=epochs, preset=preset, on_result=show)
     out.print(table)
     out.print(f"results written to {out_dir / 'results.md'}")
 

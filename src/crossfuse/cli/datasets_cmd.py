@@ -76,3 +76,16 @@ def build_av_mnist_cmd(
         progress=True,
     )
     out.print(f"AV-MNIST written to {result.out_dir}: {json.dumps(result.counts)}")
+
+
+@build_app.command("mustard")
+def build_mustard_cmd(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the tables into.")],
+    src: Annotated[Path, typer.Option(help="MUStARD folder with sarcasm_data.json.")],
+    seed: Annotated[int, typer.Option(help="Random seed of the stratified split.")] = 0,
+) -> None:
+    """MUStARD sarcasm: utterance and context text, speaker and show (no media)."""
+    from crossfuse.data.builtin.mustard import build_mustard
+
+    result = build_mustard(out_dir, src=src, seed=seed)
+    out.print(f"MUStARD written to {result.out_dir}: {json.dumps(result.counts)}")

@@ -40,6 +40,10 @@ def train(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Model directory to write.")] = Path(
         "model"
     ),
+    preset: Annotated[
+        str | None,
+        typer.Option(help="fast, pretrained or finetune (the recipe is merged over it)."),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train a fused model and write its model directory."""
@@ -59,6 +63,7 @@ def train(
         fusion=fusion,
         config=recipe.config,
         modalities={**recipe.modalities, **parse_overrides(modality)},
+        preset=preset,
         progress=progress,
     )
     predictor.fit(
@@ -67,6 +72,39 @@ def train(
     predictor.save(out_dir)
     out.print(f"model written to [bold]{out_dir}[/bold]; fit: {json.dumps(predictor.fit_summary_)}")
     print_task_metrics(predictor.metrics_["valid"], "validation")
+
+
+def embed(
+    train_table: Annotated[Path, typer.Option("--train", help="Training table (as for train).")],
+    label: Annotated[list[str], typer.Option("--label", "-l", help="Label column(s).")],
+    valid_table: Annotated[Path | None, typer.Option("--valid", help="Validation table.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Recipe YAML.")] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="fast, pretrained or finetune.")
+    ] = "pretrained",
+    seed: Annotated[int | None, typer.Option(help="Random seed (as for train).")] = None,
+) -> None:
+    """Precompute the frozen encoders' features into the embedding cache.
+
+    Run it with the same tables, recipe, preset and seed as a later `crossfuse train`:
+    that training then reads every frozen encoder's output from the cache.
+    """
+    from crossfuse.api import FusionPredictor
+    from crossfuse.recipe import Recipe, load_recipe
+
+    recipe = load_recipe(config) if config else Recipe()
+    predictor = FusionPredictor(
+        label=label if len(label) > 1 else label[0],
+        problem_type=recipe.problem_type,
+        config=recipe.config,
+        modalities=recipe.modalities,
+        preset=preset,
+    )
+    summary = predictor.precompute(train_table, valid_table, seed=seed)
+    table = RichTable("input", "encoded now", "already cached", title="Embedding cache")
+    for col, counts in summary.items():
+        table.add_row(col, str(counts["encoded"]), str(counts["reused"]))
+    out.print(table)
 
 
 def evaluate(

@@ -10,6 +10,7 @@ from typing import Any
 
 from crossfuse.config import DataConfig, from_dict, to_dict
 from crossfuse.data import audio, image, text  # noqa: F401  (register their processors)
+from crossfuse.data import hf_image_processor, hf_text_processor, waveform  # noqa: F401
 from crossfuse.data.labels import LabelEncoder
 from crossfuse.data.processor import ColumnProcessor, processor_class
 from crossfuse.data.schema import Modality, Schema

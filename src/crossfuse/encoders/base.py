@@ -129,3 +129,5 @@ def create_encoder(name: str, spec: InputSpec, **options: Any) -> Encoder:
 def _load_builtin() -> None:
     """Import the built-in encoder modules so their decorators run."""
     from crossfuse.encoders import audio, image, tabular, text  # noqa: F401
+    from crossfuse.encoders import efficientnet, spectrogram_cnn  # noqa: F401
+    from crossfuse.encoders import hf_audio, hf_text, hf_vision  # noqa: F401

@@ -135,6 +135,8 @@ def fit_model(
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*sampler.*shuffle.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        # frozen pretrained blocks stay in eval mode on purpose (BatchNorm statistics)
+        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
         trainer.fit(
             module,
             make_loader(train_ds, pre, config, shuffle=True),
