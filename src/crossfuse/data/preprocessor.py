@@ -9,8 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from crossfuse.config import DataConfig, from_dict, to_dict
-from crossfuse.data import audio, image, text  # noqa: F401  (register their processors)
-from crossfuse.data import hf_image_processor, hf_text_processor, waveform  # noqa: F401
+from crossfuse.data import (  # noqa: F401  (importing registers the column processors)
+    audio,
+    hf_image_processor,
+    hf_text_processor,
+    image,
+    text,
+    waveform,
+)
 from crossfuse.data.labels import LabelEncoder
 from crossfuse.data.processor import ColumnProcessor, processor_class
 from crossfuse.data.schema import Modality, Schema

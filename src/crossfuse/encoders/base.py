@@ -128,6 +128,14 @@ def create_encoder(name: str, spec: InputSpec, **options: Any) -> Encoder:
 
 def _load_builtin() -> None:
     """Import the built-in encoder modules so their decorators run."""
-    from crossfuse.encoders import audio, image, tabular, text  # noqa: F401
-    from crossfuse.encoders import efficientnet, spectrogram_cnn  # noqa: F401
-    from crossfuse.encoders import hf_audio, hf_text, hf_vision  # noqa: F401
+    from crossfuse.encoders import (  # noqa: F401
+        audio,
+        efficientnet,
+        hf_audio,
+        hf_text,
+        hf_vision,
+        image,
+        spectrogram_cnn,
+        tabular,
+        text,
+    )
