@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from crossfuse.data.audio_io import decode_audio, fix_length, resample, to_mono
-from crossfuse.data.media import is_missing, resolve_media_path
+from crossfuse.data.audio_io import fix_length, load_audio_cell, resample, to_mono
+from crossfuse.data.media import is_missing
 from crossfuse.data.melspec import MelConfig, log_mel_spectrogram
 from crossfuse.data.processor import ColumnProcessor, register_processor, stack_fixed
 from crossfuse.errors import CellError, ConfigError, CrossfuseError, ModelDirError
@@ -160,33 +160,6 @@ def _spec_augment(
     return spec
 
 
-def _array_cell(cell: tuple) -> tuple[np.ndarray, int]:
-    """Validate an ``(array, sample_rate)`` cell → ``(channels, n)`` float32 and rate."""
-    if len(cell) != 2:
-        raise CellError("audio tuple must be (samples, sample_rate)")
-    array, sr = cell
-    if not isinstance(sr, (int, np.integer)) or isinstance(sr, bool) or sr <= 0:
-        raise CellError(f"audio sample rate must be a positive integer, got {sr!r}")
-    try:
-        x = np.asarray(array, dtype=np.float32)
-    except (TypeError, ValueError) as err:
-        raise CellError(f"audio samples are not numeric: {err}") from None
-    if x.ndim == 1:
-        x = x[None, :]
-    if x.ndim != 2:
-        raise CellError(f"audio array must be (samples,) or (channels, samples), got {x.shape}")
-    if x.shape[0] > x.shape[1]:
-        raise CellError(
-            f"audio array of shape {x.shape} has more channels than samples; "
-            "pass it as (channels, samples)"
-        )
-    if x.shape[1] == 0:
-        raise CellError("no audio samples")
-    if not np.isfinite(x).all():
-        raise CellError("audio contains NaN or infinite samples")
-    return x, int(sr)
-
-
 @register_processor("audio")
 class AudioProcessor(ColumnProcessor):
     """Audio column → standardised log-mel spectrogram ``(n_mels, frames)``."""
@@ -206,13 +179,7 @@ class AudioProcessor(ColumnProcessor):
 
     def load(self, cell: Any, base_dir: Path | None = None) -> tuple[np.ndarray, int]:
         """Decode a cell to ``(channels, n) float32`` and its sample rate."""
-        if isinstance(cell, tuple):
-            return _array_cell(cell)
-        if isinstance(cell, (bytes, bytearray, memoryview)):
-            if len(cell) == 0:
-                raise CellError("audio bytes are empty")
-            return decode_audio(cell)
-        return decode_audio(resolve_media_path(cell, base_dir))
+        return load_audio_cell(cell, base_dir)
 
     def _waveform(
         self, cell: Any, base_dir: Path | None, augment: bool, rng: np.random.Generator | None

@@ -6,12 +6,13 @@ import io
 import math
 import struct
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
+from crossfuse.data.media import resolve_media_path
 from crossfuse.errors import CellError
 
 
@@ -116,3 +117,41 @@ def fix_length(
     out = np.zeros((*x.shape[:-1], n), dtype=x.dtype)
     out[..., offset : offset + length] = x
     return out
+
+
+def array_cell(cell: tuple) -> tuple[np.ndarray, int]:
+    """Validate an ``(array, sample_rate)`` cell → ``(channels, n)`` float32 and rate."""
+    if len(cell) != 2:
+        raise CellError("audio tuple must be (samples, sample_rate)")
+    array, sr = cell
+    if not isinstance(sr, (int, np.integer)) or isinstance(sr, bool) or sr <= 0:
+        raise CellError(f"audio sample rate must be a positive integer, got {sr!r}")
+    try:
+        x = np.asarray(array, dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        raise CellError(f"audio samples are not numeric: {err}") from None
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2:
+        raise CellError(f"audio array must be (samples,) or (channels, samples), got {x.shape}")
+    if x.shape[0] > x.shape[1]:
+        raise CellError(
+            f"audio array of shape {x.shape} has more channels than samples; "
+            "pass it as (channels, samples)"
+        )
+    if x.shape[1] == 0:
+        raise CellError("no audio samples")
+    if not np.isfinite(x).all():
+        raise CellError("audio contains NaN or infinite samples")
+    return x, int(sr)
+
+
+def load_audio_cell(cell: Any, base_dir: Path | None = None) -> tuple[np.ndarray, int]:
+    """A path, file bytes or ``(array, sample_rate)`` cell → ``(channels, n)`` float32, rate."""
+    if isinstance(cell, tuple):
+        return array_cell(cell)
+    if isinstance(cell, bytes | bytearray | memoryview):
+        if len(cell) == 0:
+            raise CellError("audio bytes are empty")
+        return decode_audio(cell)
+    return decode_audio(resolve_media_path(cell, base_dir))

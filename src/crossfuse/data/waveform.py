@@ -15,12 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from crossfuse.data.audio import _array_cell
-from crossfuse.data.audio_io import decode_audio, fix_length, resample, to_mono
-from crossfuse.data.media import resolve_media_path
+from crossfuse.data.audio_io import fix_length, load_audio_cell, resample, to_mono
 from crossfuse.data.processor import ColumnProcessor, register_processor, stack_fixed
 from crossfuse.encoders.hf_common import load_hf, resolve_model
-from crossfuse.errors import CellError, ConfigError, ModelDirError
+from crossfuse.errors import ConfigError, ModelDirError
 
 MAX_DURATION = 600.0  # seconds; longer clips would not fit a batch anyway
 
@@ -119,13 +117,7 @@ class HFAudioProcessor(ColumnProcessor):
 
     def load(self, cell: Any, base_dir: Path | None = None) -> tuple[np.ndarray, int]:
         """Decode a path, file bytes or ``(array, sample_rate)`` → ``(channels, n)``, rate."""
-        if isinstance(cell, tuple):
-            return _array_cell(cell)
-        if isinstance(cell, (bytes, bytearray, memoryview)):
-            if len(cell) == 0:
-                raise CellError("audio bytes are empty")
-            return decode_audio(cell)
-        return decode_audio(resolve_media_path(cell, base_dir))
+        return load_audio_cell(cell, base_dir)
 
     def process(
         self,
