@@ -37,8 +37,16 @@ def _command_paths() -> list[list[str]]:
 
 def test_the_app_has_the_documented_commands() -> None:
     names = {" ".join(p) for p in _command_paths()}
-    assert {"inspect", "train", "evaluate", "predict", "demo", "datasets build demo",
-            "datasets build av-mnist"} <= names
+    assert {
+        "inspect",
+        "train",
+        "evaluate",
+        "predict",
+        "embed",
+        "demo",
+        "datasets build demo",
+        "datasets build av-mnist",
+    } <= names
 
 
 @pytest.mark.parametrize("command", _command_paths(), ids=lambda p: " ".join(p) or "crossfuse")

@@ -17,8 +17,22 @@ def model_dir(toy_table: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     recipe = folder / "tiny.yaml"
     recipe.write_text(yaml.safe_dump({**TINY_CONFIG, "modalities": {"score": "ignore"}}))
     out = folder / "model"
-    result = run("train", "-c", str(recipe), "--train", str(toy_table), "--label", "label",
-                 "--fusion", "late", "--epochs", "4", "--out", str(out), "--no-progress")
+    result = run(
+        "train",
+        "-c",
+        str(recipe),
+        "--train",
+        str(toy_table),
+        "--label",
+        "label",
+        "--fusion",
+        "late",
+        "--epochs",
+        "4",
+        "--out",
+        str(out),
+        "--no-progress",
+    )
     assert result.returncode == 0, result.stderr
     assert "model written to" in result.stdout and "accuracy" in result.stdout
     return out
@@ -33,8 +47,16 @@ def test_train_writes_a_model_dir(model_dir: Path) -> None:
 
 def test_evaluate_with_ablation_json(model_dir: Path, toy_table: Path, tmp_path: Path) -> None:
     saved = tmp_path / "m.json"
-    result = run("evaluate", str(model_dir), "--data", str(toy_table), "--ablate", "--json",
-                 "--save", str(saved))
+    result = run(
+        "evaluate",
+        str(model_dir),
+        "--data",
+        str(toy_table),
+        "--ablate",
+        "--json",
+        "--save",
+        str(saved),
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["tasks"]["label"]["accuracy"] > 0.7
@@ -75,3 +97,33 @@ def test_model_command_mistakes(toy_table: Path, args: list[str], message: str) 
     result = run(*[a.replace("{table}", str(toy_table)) for a in args])
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_embed_fills_the_cache_once(toy_table: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CROSSFUSE_CACHE": str(tmp_path / "cache"), "COLUMNS": "200"}
+    args = [
+        sys.executable,
+        "-m",
+        "crossfuse",
+        "embed",
+        "--train",
+        str(toy_table),
+        "--label",
+        "label",
+    ]
+
+    def embed() -> str:
+        result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    first = embed()
+    assert "Embedding cache" in first and "picture" in first and "note" in first
+    second = embed()
+    rows = {line.split("│")[1].strip(): line for line in second.splitlines() if "│" in line}
+    assert rows["picture"].split("│")[2].strip() == "0"  # nothing encoded the second time
+    assert (tmp_path / "cache" / "cache.sqlite").is_file()
