@@ -101,7 +101,21 @@ def main() -> None:
     parser.add_argument("--finetune-seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--finetune-epochs", type=int, default=3)
     parser.add_argument("--datasets", nargs="+", default=["mustard", "av-mnist"])
+    parser.add_argument("--settings", nargs="+", default=None,
+                        help="only these settings (e.g. 'partial fine-tune')")
+    parser.add_argument("--merge", action="store_true",
+                        help="replace only the rerun (data, setting) rows of the JSON results")
+    parser.add_argument("--render", action="store_true",
+                        help="only rewrite results/pretrained.md from results/pretrained.json")
     args = parser.parse_args()
+    if args.render:
+        import json
+
+        from common import RESULTS
+
+        summary = json.loads((RESULTS / "pretrained.json").read_text())["summary"]
+        (RESULTS / "pretrained.md").write_text(markdown(summary, args))
+        return
     src = shared_data()
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -116,12 +130,25 @@ def main() -> None:
                 label, modalities = "sarcasm", {"context_speakers": "ignore"}
             cache = tmp_path / f"cache-{name}"  # fresh: the first frozen run pays the encoding
             for setting, config, preset in setups(name, args.finetune_epochs):
+                if args.settings and setting not in args.settings:
+                    continue
                 seeds = args.finetune_seeds if preset == "finetune" else args.seeds
                 for seed in seeds:
                     row = {"dataset": name, "setting": setting,
                            **run(data, label, modalities, config, preset, seed, cache)}
                     results.append(row)
                     print({k: v for k, v in row.items() if k != "cache"}, flush=True)
+    if args.merge:
+        import json
+
+        from common import RESULTS
+
+        rerun = {(r["dataset"], r["setting"]) for r in results}
+        old = json.loads((RESULTS / "pretrained.json").read_text())["runs"]
+        kept = [r for r in old if (r["dataset"], r["setting"]) not in rerun]
+        order = {k: i for i, k in enumerate(dict.fromkeys((r["dataset"], r["setting"])
+                                                          for r in old + results))}
+        results = sorted(kept + results, key=lambda r: order[(r["dataset"], r["setting"])])
     summary = summarise(results)
     write_results("pretrained", {"runs": results, "summary": summary}, markdown(summary, args))
     print(markdown(summary, args))
@@ -159,10 +186,12 @@ def markdown(summary: list[dict[str, Any]], args: argparse.Namespace) -> str:
         "# Pretrained vs from-scratch encoders (test split)\n\n"
         + md_table(["data", "encoders", "seeds", "accuracy", "macro-F1",
                     "first epoch s (incl. encoding)", "later epochs s", "peak RSS MiB"], rows)
-        + "\n\nFrozen encoders: the first run fills the embedding cache, later epochs and "
-        "seeds read it. Partial fine-tuning: last 2 blocks + norms, "
-        f"{args.finetune_epochs} epochs on AV-MNIST budget. "
-        "Reproduce: `python benchmarks/pretrained.py`\n"
+        + "\n\nFirst epoch: the first seed's first epoch, including filling the embedding "
+        "cache for frozen encoders (later seeds find it filled). Later epochs: mean over "
+        "epochs 2+ and seeds. Partial fine-tuning trains the last 2 blocks + norms for "
+        f"{args.finetune_epochs} epochs, one seed (CPU budget). Peak RSS is the benchmark "
+        "process's, which runs every setting in turn, so it includes what earlier runs "
+        "left allocated. Reproduce: `python benchmarks/pretrained.py`\n"
     )
 
 

@@ -57,3 +57,33 @@ def test_layer_wise_decay_and_separate_encoder_lr() -> None:
     assert sum(len(g["params"]) for g in groups) == 2  # only the head trains
     opt = torch.optim.AdamW(groups)
     assert len(opt.param_groups) == len(groups)
+
+
+def test_partly_frozen_encoders_keep_batchnorm_statistics() -> None:
+    from crossfuse.config import ModelConfig, from_dict
+    from crossfuse.encoders import InputSpec
+    from crossfuse.models import TaskSpec, build_model
+
+    spec = [InputSpec("img", "image", shape=(1, 8, 8))]
+    tasks = [TaskSpec("y", "classification", 2)]
+
+    def bn_training(finetune: str, freeze_first: bool = False) -> set[bool]:
+        cfg = from_dict(
+            ModelConfig,
+            {
+                "encoders": {
+                    "image": {"dim": 8, "finetune": finetune, "options": {"widths": [4, 4]}}
+                }
+            },
+        )
+        model = build_model(spec, tasks, cfg)
+        if freeze_first:  # partly trained: the first conv frozen, the rest trains
+            model.encoders["img"].features[0].requires_grad_(False)
+        model.train()
+        return {
+            m.training for m in model.encoders["img"].modules() if isinstance(m, nn.BatchNorm2d)
+        }
+
+    assert bn_training("full") == {True}
+    assert bn_training("full", freeze_first=True) == {False}
+    assert bn_training("frozen") == {False}

@@ -15,7 +15,7 @@ from torch import nn
 from crossfuse.config import EncoderConfig, ModelConfig
 from crossfuse.encoders import DEFAULT_ENCODERS, InputSpec, ModalityOutput, create_encoder
 from crossfuse.fusion import create_fusion
-from crossfuse.models.transfer import apply_finetune
+from crossfuse.models.transfer import apply_finetune, keep_batchnorm_statistics
 
 
 @dataclass
@@ -47,6 +47,14 @@ class FusionModel(nn.Module):
         if not getattr(fusion, "decision_level", False):
             for t in self.tasks:
                 self.heads[t.name] = _head(fusion.out_dim, t.out_dim, head_hidden, dropout)
+
+    def train(self, mode: bool = True) -> FusionModel:
+        """Like ``nn.Module.train``; partly frozen encoders keep their BatchNorm statistics."""
+        super().train(mode)
+        if mode:
+            for encoder in self.encoders.values():
+                keep_batchnorm_statistics(encoder)
+        return self
 
     @property
     def input_names(self) -> list[str]:

@@ -1,8 +1,11 @@
 """Transfer learning: which encoder weights train, and at what learning rate.
 
 ``full`` trains everything; ``partial`` trains the last N of the encoder's
-:meth:`~crossfuse.encoders.base.Encoder.blocks` plus every normalisation layer;
-``frozen`` trains nothing. Layer-wise learning-rate decay gives block ``i`` of ``n``
+:meth:`~crossfuse.encoders.base.Encoder.blocks` plus every normalisation layer's scale
+and shift; ``frozen`` trains nothing. In an encoder that is not fully trained,
+BatchNorm layers keep their pretrained running statistics (they stay in eval mode):
+re-estimating them from small batches of a new domain, at the slow momentum pretrained
+CNNs use, leaves evaluation-time statistics that match neither domain. Layer-wise learning-rate decay gives block ``i`` of ``n``
 (counted from the input) ``encoder_lr × decay^(n-1-i)``, so layers near the input,
 which hold the most general features, move least.
 """
@@ -30,6 +33,15 @@ def apply_finetune(encoder: nn.Module, mode: str, partial_blocks: int = 2) -> No
     for module in encoder.modules():
         if isinstance(module, _NORMS):
             module.requires_grad_(True)
+
+
+def keep_batchnorm_statistics(encoder: nn.Module) -> None:
+    """Put the BatchNorm layers of a partially trained or frozen encoder in eval mode."""
+    if all(p.requires_grad for p in encoder.parameters()):
+        return
+    for module in encoder.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
 
 
 def is_frozen(encoder: nn.Module) -> bool:
