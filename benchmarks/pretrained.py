@@ -113,8 +113,10 @@ def main() -> None:
 
         from common import RESULTS
 
-        summary = json.loads((RESULTS / "pretrained.json").read_text())["summary"]
-        (RESULTS / "pretrained.md").write_text(markdown(summary, args))
+        payload = json.loads((RESULTS / "pretrained.json").read_text())
+        payload["summary"] = summarise(payload["runs"])
+        (RESULTS / "pretrained.json").write_text(json.dumps(payload, indent=2) + "\n")
+        (RESULTS / "pretrained.md").write_text(markdown(payload["summary"], args))
         return
     src = shared_data()
     results: list[dict[str, Any]] = []
@@ -162,6 +164,7 @@ def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         later = [r["later_epoch_seconds"] for r in rows if r["later_epoch_seconds"]]
         out.append({
             "dataset": key[0], "setting": key[1], "seeds": len(rows),
+            "epochs_mean": statistics.mean(r["epochs"] for r in rows),
             "accuracy_mean": statistics.mean(r["accuracy"] for r in rows),
             "accuracy_std": sd([r["accuracy"] for r in rows]),
             "f1_macro_mean": statistics.mean(r["f1_macro"] for r in rows),
@@ -175,7 +178,7 @@ def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def markdown(summary: list[dict[str, Any]], args: argparse.Namespace) -> str:
     rows = [[
-        s["dataset"], s["setting"], s["seeds"],
+        s["dataset"], s["setting"], s["seeds"], f"{s['epochs_mean']:.0f}",
         f"{s['accuracy_mean']:.3f} ± {s['accuracy_std']:.3f}",
         f"{s['f1_macro_mean']:.3f} ± {s['f1_macro_std']:.3f}",
         f"{s['first_epoch_seconds_first_seed']:.1f}",
@@ -184,14 +187,14 @@ def markdown(summary: list[dict[str, Any]], args: argparse.Namespace) -> str:
     ] for s in summary]
     return (
         "# Pretrained vs from-scratch encoders (test split)\n\n"
-        + md_table(["data", "encoders", "seeds", "accuracy", "macro-F1",
+        + md_table(["data", "encoders", "seeds", "epochs", "accuracy", "macro-F1",
                     "first epoch s (incl. encoding)", "later epochs s", "peak RSS MiB"], rows)
         + "\n\nFirst epoch: the first seed's first epoch, including filling the embedding "
         "cache for frozen encoders (later seeds find it filled). Later epochs: mean over "
-        "epochs 2+ and seeds. Partial fine-tuning trains the last 2 blocks + norms for "
-        f"{args.finetune_epochs} epochs, one seed (CPU budget). Peak RSS is the benchmark "
-        "process's, which runs every setting in turn, so it includes what earlier runs "
-        "left allocated. Reproduce: `python benchmarks/pretrained.py`\n"
+        "epochs 2+ and seeds. Epochs: mean epochs run (early stopping may end sooner). "
+        "Partial fine-tuning trains the last 2 blocks + norms, one seed (CPU budget). "
+        "Peak RSS is the benchmark process's, which runs every setting in turn, so it "
+        "includes what earlier runs left allocated. Reproduce: `python benchmarks/pretrained.py`\n"
     )
 
 

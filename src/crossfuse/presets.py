@@ -37,7 +37,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                 for m, e in _PRETRAINED_ENCODERS.items()
             }
         },
-        "train": {"lr": 1e-3, "encoder_lr": 1e-4, "layer_decay": 0.8, "epochs": 10, "patience": 3},
+        "train": {"lr": 3e-3, "encoder_lr": 1e-4, "layer_decay": 0.8, "epochs": 10, "patience": 3},
     },
 }
 
