@@ -5,9 +5,10 @@
 and shift; ``frozen`` trains nothing. In an encoder that is not fully trained,
 BatchNorm layers keep their pretrained running statistics (they stay in eval mode):
 re-estimating them from small batches of a new domain, at the slow momentum pretrained
-CNNs use, leaves evaluation-time statistics that match neither domain. Layer-wise learning-rate decay gives block ``i`` of ``n``
-(counted from the input) ``encoder_lr × decay^(n-1-i)``, so layers near the input,
-which hold the most general features, move least.
+CNNs use, leaves evaluation-time statistics that match neither domain.
+Layer-wise learning-rate decay gives block ``i`` of ``n`` (counted from the input)
+``encoder_lr × decay^(n-1-i)``, so layers near the input, which hold the most general
+features, move least.
 """
 
 from __future__ import annotations
