@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
@@ -46,7 +47,7 @@ class InputSpec:
     processor: str = ""  # name of the column processor that produced the input
 
 
-class Encoder(nn.Module):
+class Encoder(nn.Module, metaclass=ABCMeta):
     """Base class: ``forward(batch_for_this_input) -> ModalityOutput`` with width ``out_dim``.
 
     Pretrained encoders set ``pretrained = True``, output their native width (the
@@ -66,8 +67,9 @@ class Encoder(nn.Module):
         """Layers from input to output (partial fine-tuning trains the last N)."""
         return [self]
 
-    def forward(self, inputs: dict[str, torch.Tensor]) -> ModalityOutput:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def forward(self, inputs: dict[str, torch.Tensor]) -> ModalityOutput:
+        """Encode one input's batch."""
 
 
 E = TypeVar("E", bound=type[Encoder])

@@ -9,6 +9,7 @@ all tasks instead of an embedding; the model then uses no extra head.
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -19,7 +20,7 @@ from crossfuse.encoders.base import ModalityOutput
 from crossfuse.errors import ConfigError
 
 
-class Fusion(nn.Module):
+class Fusion(nn.Module, metaclass=ABCMeta):
     """Base class for fusions.
 
     Constructor arguments every fusion accepts: ``in_dims`` ({input: pooled width}),
@@ -30,8 +31,9 @@ class Fusion(nn.Module):
     out_dim: int
     decision_level: bool = False
 
-    def forward(self, outputs: dict[str, ModalityOutput]) -> torch.Tensor:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def forward(self, outputs: dict[str, ModalityOutput]) -> torch.Tensor:
+        """Fuse the inputs' outputs into ``(B, out_dim)``."""
 
 
 F = TypeVar("F", bound=type[Fusion])
