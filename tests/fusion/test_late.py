@@ -3,39 +3,15 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from crossfuse.encoders.base import ModalityOutput
 from crossfuse.fusion.late import LateFusion
+from tests.fusion.helpers import PRESENT, WIDTHS, make_outputs, with_pooled
+from tests.fusion.helpers import fit_accuracy as shared_fit_accuracy
 
 assert_close = torch.testing.assert_close
 
-WIDTHS = {"text": 8, "image": 12, "audio": 6}
 TASKS = {"kind": 3, "good": 2}
-PRESENT = {
-    "audio": [True, True, False, False, True, False],
-    "image": [True, False, True, False, False, False],
-    "text": [True, True, True, False, False, False],
-}  # rows 3 and 5: nothing present; row 4: audio only
-
-
-def make_outputs(
-    widths: dict[str, int], present: dict[str, list[bool]], seed: int = 0
-) -> dict[str, ModalityOutput]:
-    g = torch.Generator().manual_seed(seed)
-    return {
-        n: ModalityOutput(torch.randn(len(present[n]), w, generator=g), torch.tensor(present[n]))
-        for n, w in widths.items()
-    }
-
-
-def with_pooled(
-    outputs: dict[str, ModalityOutput], name: str, rows: torch.Tensor, value: float
-) -> dict[str, ModalityOutput]:
-    """A copy of ``outputs`` where ``name``'s pooled values in ``rows`` are set to ``value``."""
-    pooled = outputs[name].pooled.clone()
-    pooled[rows] = value
-    return {**outputs, name: ModalityOutput(pooled, outputs[name].present)}
 
 
 def build(**options: object) -> LateFusion:
@@ -134,17 +110,7 @@ def fit_accuracy(widths: dict[str, int], x: dict[str, torch.Tensor], y: torch.Te
     """Train late fusion (its output is the logits) on the first half; accuracy on the second."""
     torch.manual_seed(0)
     fusion = LateFusion(in_dims=widths, hidden=16, out_dims={"y": 2}, dropout=0.0)
-    opt = torch.optim.Adam(fusion.parameters(), lr=0.03)
-    n = len(y) // 2
-    ones = torch.ones(n, dtype=torch.bool)
-    train = {k: ModalityOutput(x[k][:n], ones) for k in widths}
-    test = {k: ModalityOutput(x[k][n:], ones) for k in widths}
-    for _ in range(100):
-        opt.zero_grad()
-        nn.functional.cross_entropy(fusion(train), y[:n]).backward()
-        opt.step()
-    with torch.no_grad():
-        return (fusion(test).argmax(1) == y[n:]).float().mean().item()
+    return shared_fit_accuracy(fusion, {k: x[k] for k in widths}, y)
 
 
 def test_learns_a_label_that_needs_both_inputs() -> None:
