@@ -18,7 +18,12 @@ from PIL import Image
 
 from crossfuse.data.image import decode_image
 from crossfuse.data.media import resolve_media_path
-from crossfuse.data.processor import ColumnProcessor, register_processor, stack_fixed
+from crossfuse.data.processor import (
+    ColumnProcessor,
+    ReloadsAfterPickling,
+    register_processor,
+    stack_fixed,
+)
 from crossfuse.encoders.hf_common import load_hf, resolve_model
 from crossfuse.errors import ConfigError, ModelDirError
 
@@ -40,7 +45,7 @@ class HFImageProcessorConfig:
 
 
 @register_processor("hf-image", "image")
-class HFImageProcessor(ColumnProcessor):
+class HFImageProcessor(ReloadsAfterPickling, ColumnProcessor):
     """Image column → ``(3, H, W)`` float32 ``pixel_values`` as the pretrained model expects.
 
     Every image gets the shape the model's processor gives a square image; the few
@@ -55,11 +60,6 @@ class HFImageProcessor(ColumnProcessor):
         self.config = config or HFImageProcessorConfig()
         self._hf: Any = None
         self._shape: tuple[int, int, int] | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_hf"] = None  # reloaded lazily where it is unpickled
-        return state
 
     @property
     def image_processor(self) -> Any:

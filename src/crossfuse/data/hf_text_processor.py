@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from crossfuse.data.media import is_missing
-from crossfuse.data.processor import ColumnProcessor, register_processor
+from crossfuse.data.processor import ColumnProcessor, ReloadsAfterPickling, register_processor
 from crossfuse.data.text import clean_text
 from crossfuse.encoders.hf_common import DEFAULT_TEXT_MODEL, load_hf, resolve_model
 from crossfuse.errors import CellError, ConfigError, ModelDirError
@@ -32,7 +32,7 @@ class HFTextProcessorConfig:
 
 
 @register_processor("hf-text", "text")
-class HFTextProcessor(ColumnProcessor):
+class HFTextProcessor(ReloadsAfterPickling, ColumnProcessor):
     """Text column → 1-D LongTensor of a pretrained tokenizer's ids (with special tokens).
 
     The tokenizer is loaded on first use and never saved: the state is the config
@@ -40,16 +40,13 @@ class HFTextProcessor(ColumnProcessor):
     reloads from the same hub id or directory.
     """
 
+    _reloadable = "_tokenizer"
+
     config_class = HFTextProcessorConfig
 
     def __init__(self, config: HFTextProcessorConfig | None = None) -> None:
         self.config = config or HFTextProcessorConfig()
         self._tokenizer: Any = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_tokenizer"] = None  # reloaded lazily where it is unpickled
-        return state
 
     @property
     def tokenizer(self) -> Any:

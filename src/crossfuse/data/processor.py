@@ -90,6 +90,21 @@ class ColumnProcessor(ABC):
         """Rebuild a fitted processor from :meth:`get_state`."""
 
 
+class ReloadsAfterPickling:
+    """Mixin for processors that lazily load a tokenizer or feature extractor.
+
+    The loaded object named in ``_reloadable`` is dropped when the processor is pickled
+    (e.g. into DataLoader workers) and loaded again on first use there.
+    """
+
+    _reloadable: ClassVar[str] = "_hf"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state[self._reloadable] = None
+        return state
+
+
 def stack_fixed(items: list[torch.Tensor | None], shape: tuple[int, ...], key: str) -> dict:
     """Collate fixed-shape items; absent ones become zeros that the mask marks absent."""
     present = torch.tensor([x is not None for x in items], dtype=torch.bool)

@@ -16,7 +16,12 @@ import numpy as np
 import torch
 
 from crossfuse.data.audio_io import fix_length, load_audio_cell, resample, to_mono
-from crossfuse.data.processor import ColumnProcessor, register_processor, stack_fixed
+from crossfuse.data.processor import (
+    ColumnProcessor,
+    ReloadsAfterPickling,
+    register_processor,
+    stack_fixed,
+)
 from crossfuse.encoders.hf_common import load_hf, resolve_model
 from crossfuse.errors import ConfigError, ModelDirError
 
@@ -42,7 +47,7 @@ class HFAudioProcessorConfig:
 
 
 @register_processor("hf-audio", "audio")
-class HFAudioProcessor(ColumnProcessor):
+class HFAudioProcessor(ReloadsAfterPickling, ColumnProcessor):
     """Audio column → the model's main input for one fixed-length clip.
 
     ``input_values (n,)`` (wav2vec2, HuBERT), ``input_features (n_mels, frames)``
@@ -59,11 +64,6 @@ class HFAudioProcessor(ColumnProcessor):
         self.config = config or HFAudioProcessorConfig()
         self._hf: Any = None
         self._shape: tuple[int, ...] | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_hf"] = None  # reloaded lazily where it is unpickled
-        return state
 
     @property
     def feature_extractor(self) -> Any:
