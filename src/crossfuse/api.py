@@ -119,6 +119,7 @@ class FusionPredictor:
             "cache": result.cache,
             "encode_seconds": round(result.encode_seconds, 2),
             "epoch_seconds": [round(x, 2) for x in result.epoch_seconds],
+            "history": result.history,
         }
         self.fingerprint_ = fingerprint(train_table.df)
         self.metrics_ = {"valid": evaluate_model(model, pre, valid_part)}

@@ -74,4 +74,4 @@ def create_fusion(
 
 
 def _load_builtin() -> None:
-    from crossfuse.fusion import concat, late, weighted  # noqa: F401
+    from crossfuse.fusion import concat, ensemble, late, weighted  # noqa: F401

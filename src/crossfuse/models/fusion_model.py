@@ -107,6 +107,21 @@ class FusionModel(nn.Module):
         """Logits per task: ``{task: (B, out_dim)}``."""
         return self.heads_forward(self.fuse(self.encode(inputs, keep)))
 
+    def training_logits(
+        self,
+        inputs: dict[str, dict[str, torch.Tensor]],
+        keep: dict[str, torch.Tensor] | None = None,
+    ) -> list[tuple[dict[str, torch.Tensor], torch.Tensor | None]]:
+        """What the training loss is computed on: ``[(logits per task, rows or None)]``.
+
+        Usually the fused logits over all rows. A fusion with ``members`` (an ensemble)
+        gives one entry per member with the rows it sees, so each is fitted on its own.
+        """
+        outputs = self.encode(inputs, keep)
+        if hasattr(self.fusion, "members"):
+            return [(self.heads_forward(lg), rows) for lg, rows in self.fusion.members(outputs)]
+        return [(self.heads_forward(self.fuse(outputs)), None)]
+
 
 def _head(in_dim: int, out_dim: int, hidden: int, dropout: float) -> nn.Module:
     if hidden <= 0:

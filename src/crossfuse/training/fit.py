@@ -25,7 +25,7 @@ from crossfuse.device import lightning_accelerator, resolve_device, resolve_prec
 from crossfuse.errors import CellError
 from crossfuse.models import FusionModel
 from crossfuse.training.cached_inputs import cache_table, cacheable_inputs
-from crossfuse.training.callbacks import BestWeights, EpochTimes
+from crossfuse.training.callbacks import BestWeights, History
 from crossfuse.training.lightning_module import FusionModule
 from crossfuse.training.losses import balanced_class_weights
 
@@ -43,6 +43,7 @@ class FitResult:
     cache: dict[str, dict[str, int]]  # cached input → cells encoded now / found in the cache
     encode_seconds: float = 0.0  # time spent filling the embedding cache before epoch 1
     epoch_seconds: list[float] = field(default_factory=list)  # per epoch, validation included
+    history: list[dict] = field(default_factory=list)  # per epoch: losses and validation score
 
 
 def monitor_mode(monitor: str) -> str:
@@ -110,7 +111,7 @@ def fit_model(
     monitor = config.monitor or "val_score"
     mode = "max" if monitor == "val_score" else monitor_mode(monitor)
     best = BestWeights(monitor, mode)
-    timer = EpochTimes()
+    timer = History()
     callbacks: list[pl.Callback] = [best, timer]
     if config.patience > 0:
         callbacks.append(EarlyStopping(monitor, mode=mode, patience=config.patience))
@@ -159,6 +160,7 @@ def fit_model(
         },
         encode_seconds=encode_seconds,
         epoch_seconds=timer.seconds,
+        history=timer.rows,
     )
 
 

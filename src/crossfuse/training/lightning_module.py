@@ -51,10 +51,15 @@ class FusionModule(pl.LightningModule):
         moved["problems"] = batch["problems"]
         return moved
 
-    def _loss(self, batch: dict, logits: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _loss(
+        self, batch: dict, logits: dict[str, torch.Tensor], rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Weighted sum of the task losses, over ``rows`` (all rows when None)."""
         total = torch.zeros((), device=self.device)
         for t in self.model.tasks:
             target, present = batch["targets"][t.name], batch["target_present"][t.name]
+            if rows is not None:
+                present = present & rows
             if t.task == "classification":
                 loss = classification_loss(
                     logits[t.name],
@@ -77,8 +82,8 @@ class FusionModule(pl.LightningModule):
         if self.config.modality_dropout > 0:
             present = {n: batch["inputs"][n]["present"] for n in self.model.input_names}
             keep = drop_modalities(present, self.config.modality_dropout)
-        logits = self.model(batch["inputs"], keep)
-        loss = self._loss(batch, logits)
+        parts = self.model.training_logits(batch["inputs"], keep)
+        loss = sum(self._loss(batch, logits, rows) for logits, rows in parts)
         self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["index"]))
         return loss
 
