@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +24,14 @@ from crossfuse.data.table import Table, TableLike, read_table
 from crossfuse.device import resolve_device
 from crossfuse.errors import CrossfuseError, ModelDirError
 from crossfuse.evaluation.evaluate import evaluate_model
+from crossfuse.evaluation.explain import explain_rows
 from crossfuse.model_dir import TB_DIR, fingerprint, read_model_dir, write_model_dir
 from crossfuse.models import FusionModel, build_model
 from crossfuse.models.inference import run_inference
 from crossfuse.models.plan import processor_plan
 from crossfuse.models.specs import input_specs, task_specs
 from crossfuse.presets import merge, preset_config
+from crossfuse.robustness.curves import add_reference, robustness_curves
 
 ConfigLike = CrossfuseConfig | Mapping[str, Any] | str | Path | None
 
@@ -227,10 +229,19 @@ class FusionPredictor:
             raise CrossfuseError("predict_proba needs a classification label; use predict()")
         return frames[self._labels[0]] if len(self._labels) == 1 else frames
 
-    def predict(self, data: TableLike) -> pd.Series | pd.DataFrame:
-        """Predicted class (or value) per row; one column per label when multitask."""
+    def predict(self, data: TableLike, explain: bool = False) -> pd.Series | pd.DataFrame:
+        """Predicted class (or value) per row; one column per label when multitask.
+
+        With ``explain=True`` a frame with the prediction(s) plus, per input,
+        ``influence_<input>`` (how much hiding that input lowers the predicted class's
+        probability, or moves the predicted value) and ``top_modality`` (the input that
+        changed the prediction most).
+        """
         table = self._table(data)
-        inf = run_inference(self.model_, self.preprocessor_, table, labels=False)
+        if explain:
+            inf, influence = explain_rows(self.model_, self.preprocessor_, table)
+        else:
+            inf = run_inference(self.model_, self.preprocessor_, table, labels=False)
         out: dict[str, Any] = {}
         for col, enc in self.preprocessor_.labels.items():
             scores = inf.scores[col].numpy()
@@ -238,16 +249,72 @@ class FusionPredictor:
                 out[col] = [enc.decode(int(i)) for i in scores.argmax(axis=1)]
             else:
                 out[col] = enc.unscale(scores.astype(np.float64))
+        if explain:
+            return pd.concat([pd.DataFrame(out), influence], axis=1)
         if len(self._labels) == 1:
             return pd.Series(out[self._labels[0]], name=self._labels[0])
         return pd.DataFrame(out)
 
-    def evaluate(self, data: TableLike, ablate: bool = False) -> dict[str, Any]:
-        """Metrics on a labelled table; ``ablate=True`` adds each modality removed and alone."""
+    def evaluate(
+        self,
+        data: TableLike,
+        ablate: bool = False,
+        robustness: bool = False,
+        *,
+        corruptions: dict[str, list[str]] | None = None,
+        levels: list[float] | None = None,
+        reference: FusionPredictor | dict[str, Any] | None = None,
+        seed: int = 0,
+    ) -> dict[str, Any]:
+        """Metrics on a labelled table.
+
+        Args:
+            ablate: add each modality removed and each alone (``result["ablation"]``).
+            robustness: add the metric as each modality is corrupted in 0–90% of rows
+                (``result["robustness"]``; see :mod:`crossfuse.robustness.curves`).
+            corruptions: {input or modality: corruption names} to run instead of all.
+            levels: the fractions of corrupted rows (default 0.0, 0.1, …, 0.9).
+            reference: a predictor (usually ``late`` fusion) or its robustness result,
+                for the effective robustness (the gap to its curves).
+            seed: which rows are corrupted, and the corruption noise.
+        """
         table = self._table(data)
-        return evaluate_model(
+        result = evaluate_model(
             self.model_, self.preprocessor_, table, ablate=ablate, strict=self.config_.data.strict
         )
+        if robustness:
+            result["robustness"] = self.robustness(
+                table, corruptions=corruptions, levels=levels, reference=reference, seed=seed
+            )
+        return result
+
+    def robustness(
+        self,
+        data: TableLike,
+        *,
+        corruptions: dict[str, list[str]] | None = None,
+        levels: list[float] | None = None,
+        reference: FusionPredictor | dict[str, Any] | None = None,
+        seed: int = 0,
+        progress: Callable[[str], None] | None = None,
+    ) -> dict[str, Any]:
+        """Robustness curves alone (what ``evaluate(robustness=True)`` adds)."""
+        self._check_fitted()
+        table = data if isinstance(data, Table) else self._table(data)
+        options = {"corruptions": corruptions, "seed": seed, "progress": progress}
+        if levels is not None:
+            options["levels"] = levels
+        result = robustness_curves(self.model_, self.preprocessor_, table, **options)
+        if reference is not None:
+            if isinstance(reference, FusionPredictor):
+                name = reference.config_.model.fusion
+                reference = reference.robustness(
+                    table, corruptions=corruptions, levels=levels, seed=seed
+                )
+            else:
+                name = reference.get("name", "reference")
+            add_reference(result, reference, name)
+        return result
 
     def extract_embedding(
         self, data: TableLike, fused: bool = True

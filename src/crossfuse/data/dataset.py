@@ -66,24 +66,14 @@ class FusionDataset(Dataset):
         if self.train:
             rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
         inputs: dict[str, Any] = {}
-        for col, proc in self.pre.columns.items():
-            cell = self._cells[col][i]
+        for col in self.pre.columns:
             if col in self.cached:
                 inputs[col] = self.cached[col].keys[i]
                 if inputs[col] is not None:
                     continue
-            try:
-                inputs[col] = proc.process(
-                    cell, base_dir=self.table.base_dir, train=self.train, rng=rng
-                )
-            except CellError as e:
-                self._report(e, i, col, cell, problems)
-                inputs[col] = None
+            inputs[col] = self._process(i, col, problems, rng)
         if self.pre.tabular is not None:
-            row = {c: self._cells[c][i] for c in self.pre.tabular.columns}
-            inputs[TABULAR], bad = self.pre.tabular.process_row(row)
-            for col, reason in bad:
-                self._report(CellError(reason), i, col, row[col], problems)
+            inputs[TABULAR] = self._process(i, TABULAR, problems, rng)
         targets: dict[str, Any] = {}
         if self.use_labels:
             for col, enc in self.pre.labels.items():
@@ -93,6 +83,29 @@ class FusionDataset(Dataset):
                     problems.append(Problem(i, col, e.reason, kind="label"))
                     targets[col] = None
         return {"index": i, "inputs": inputs, "targets": targets, "problems": problems}
+
+    def process_input(self, i: int, name: str) -> Any:
+        """Row ``i`` of one input alone (None when its cell is unusable), e.g. to swap
+        a corrupted version of one modality into otherwise clean rows."""
+        return self._process(i, name, [], None)
+
+    def _process(
+        self, i: int, name: str, problems: list[Problem], rng: np.random.Generator | None
+    ) -> Any:
+        if name == TABULAR:
+            row = {c: self._cells[c][i] for c in self.pre.tabular.columns}
+            value, bad = self.pre.tabular.process_row(row)
+            for col, reason in bad:
+                self._report(CellError(reason), i, col, row[col], problems)
+            return value
+        cell = self._cells[name][i]
+        try:
+            return self.pre.columns[name].process(
+                cell, base_dir=self.table.base_dir, train=self.train, rng=rng
+            )
+        except CellError as e:
+            self._report(e, i, name, cell, problems)
+            return None
 
     def _report(self, e: CellError, row: int, col: str, cell: Any, problems: list[Problem]) -> None:
         if self.strict:

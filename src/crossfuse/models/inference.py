@@ -47,7 +47,8 @@ def run_inference(
 
     Args:
         labels: read the label columns (needed for evaluation).
-        keep: maps the batch's presence masks to the masks to use (ablation, corruption).
+        keep: maps the batch's presence masks to the masks to use (ablation); a batch may
+            also carry its own ``"keep"`` masks (input → (B,) bool).
         embeddings: also return the fused and per-input pooled embeddings.
         loader: reuse a prepared DataLoader instead of building one from ``table``.
     """
@@ -69,6 +70,8 @@ def run_inference(
         problems.extend(batch["problems"])
         present = {n: inputs[n]["present"] for n in model.input_names}
         masks = keep(present) if keep is not None else None
+        if "keep" in batch:  # per-row masks carried by the batch (robustness evaluation)
+            masks = {**(masks or {}), **{n: m.to(device) for n, m in batch["keep"].items()}}
         outputs = model.encode(inputs, masks)
         fused = model.fuse(outputs)
         logits = model.heads_forward(fused)
