@@ -75,3 +75,42 @@ def test_bad_levels_and_unknown_corruptions_are_config_errors(picture_only, toy_
         picture_only.robustness(toy_table, levels=[0.5, 0.2])
     with pytest.raises(ConfigError, match="gaussian-noise"):
         picture_only.robustness(toy_table, corruptions={"image": ["no-such-thing"]})
+
+
+def test_a_level_equals_evaluating_a_table_with_those_rows_corrupted(
+    picture_only, toy_table: Path
+) -> None:
+    import pandas as pd
+
+    from crossfuse.data.table import read_table
+    from crossfuse.robustness.corruptions import corrupt_column
+
+    table = read_table(toy_table)
+    n, level, seed = len(table), 0.6, 5
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.random.default_rng(seed).permutation(n)] = np.arange(n)
+    chosen = rank < round(level * n)
+    result = picture_only.robustness(
+        table, corruptions={"image": [MISSING, "occlusion"]}, levels=[0.0, level], seed=seed
+    )
+    df = table.df.copy()
+    df.loc[chosen, "picture"] = ""
+    hidden = picture_only.evaluate(read_table(df, base_dir=table.base_dir))
+    assert result["curves"]["picture"][MISSING][1] == pytest.approx(
+        hidden["tasks"]["label"]["accuracy"]
+    )
+    cells = corrupt_column(
+        table.df["picture"].to_numpy(dtype=object),
+        "occlusion",
+        "image",
+        chosen,
+        base_dir=table.base_dir,
+        seed=seed,
+    )
+    occluded = pd.DataFrame(
+        {**{c: table.df[c] for c in table.df}, "picture": pd.Series(cells, dtype=object)}
+    )
+    scored = picture_only.evaluate(read_table(occluded, base_dir=table.base_dir))
+    assert result["curves"]["picture"]["occlusion"][1] == pytest.approx(
+        scored["tasks"]["label"]["accuracy"]
+    )

@@ -2,8 +2,8 @@
 
 For every input and every corruption of its modality (plus ``missing``: the input
 absent), rows are corrupted in a fixed random order, so the rows corrupted at level
-0.3 include those corrupted at 0.2. Every row is decoded clean once and corrupted
-once per corruption; each level mixes the two and re-scores the model.
+0.3 include those corrupted at 0.2. Every row is decoded and scored clean once and
+corrupted once per corruption; each level mixes the two sets of row outputs.
 
 Summaries: ``auc`` is the area under the metric-vs-level curve divided by the level
 range (the mean metric over the levels: relative robustness, on the metric's scale).
@@ -28,7 +28,7 @@ from crossfuse.errors import ConfigError
 from crossfuse.evaluation.evaluate import metrics_from_inference
 from crossfuse.evaluation.metrics import primary_metric
 from crossfuse.models.fusion_model import FusionModel
-from crossfuse.models.inference import run_inference
+from crossfuse.models.inference import Inference, run_inference
 
 LEVELS = tuple(round(0.1 * i, 1) for i in range(10))  # 0.0 … 0.9
 MISSING = "missing"
@@ -73,17 +73,23 @@ def robustness_curves(
     rank = np.empty(n, dtype=np.int64)
     rank[np.random.default_rng(seed).permutation(n)] = np.arange(n)
 
-    def score(items: list[dict], hidden: np.ndarray | None = None, name: str = "") -> float:
+    def infer(items: list[dict], hide: str | None = None) -> Inference:
         batches = []
         for start in range(0, n, batch_size):
             batch = Collator(pre)(items[start : start + batch_size])
-            if hidden is not None:
-                batch["keep"] = {name: torch.from_numpy(~hidden[start : start + batch_size])}
+            if hide is not None:
+                batch["keep"] = {hide: torch.zeros(len(batch["index"]), dtype=torch.bool)}
             batches.append(batch)
-        inf = run_inference(model, pre, table, labels=True, loader=batches)
+        return run_inference(model, pre, table, labels=True, loader=batches)
+
+    def score(inf: Inference) -> float:
         return float(metrics_from_inference(inf, pre)[task.name][metric])
 
-    clean_score = score(clean)
+    # Rows are scored independently (eval mode), so the model's output for a mix of
+    # clean and corrupted rows is the row-wise mix of its outputs on each: one pass per
+    # corruption instead of one per level.
+    base = infer(clean)
+    clean_score = score(base)
     modalities = pre.inputs
     curves: dict[str, dict[str, list[float]]] = {}
     descriptions: dict[str, str] = {MISSING: MISSING_DESCRIPTION}
@@ -93,23 +99,16 @@ def robustness_curves(
         for corruption in corruptions_for(name, modality, corruptions):
             if progress is not None:
                 progress(f"{name}: {corruption}")
-            if corruption != MISSING:
+            if corruption == MISSING:
+                worst = infer(clean, hide=name)
+            else:
                 descriptions[corruption] = _description(corruption, modality)
                 corrupted = _corrupted_inputs(pre, table, name, modality, corruption, seed)
-            curve = []
-            for level in levels:
-                chosen = rank < round(level * n)
-                if not chosen.any():
-                    curve.append(clean_score)
-                elif corruption == MISSING:
-                    curve.append(score(clean, chosen, name))
-                else:
-                    mixed = [
-                        _swap(it, name, corrupted[i]) if chosen[i] else it
-                        for i, it in enumerate(clean)
-                    ]
-                    curve.append(score(mixed))
-            curves[name][corruption] = curve
+                worst = infer([_swap(it, name, corrupted[i]) for i, it in enumerate(clean)])
+            curves[name][corruption] = [
+                score(_mix(base, worst, torch.from_numpy(rank < round(level * n))))
+                for level in levels
+            ]
     return summarise(
         {
             "task": task.name,
@@ -194,6 +193,15 @@ def _object_column(values: list[Any]) -> np.ndarray:
     for i, v in enumerate(values):
         out[i] = v
     return out
+
+
+def _mix(clean: Inference, worst: Inference, chosen: torch.Tensor) -> Inference:
+    """Scores of ``worst`` in the ``chosen`` rows, of ``clean`` elsewhere."""
+    scores = {}
+    for task, value in clean.scores.items():
+        rows = chosen.reshape(-1, *([1] * (value.dim() - 1)))
+        scores[task] = torch.where(rows, worst.scores[task], value)
+    return dataclasses.replace(clean, scores=scores)
 
 
 def _swap(item: dict[str, Any], name: str, value: Any) -> dict[str, Any]:
