@@ -58,3 +58,38 @@ def fit_accuracy(model: nn.Module, x: dict[str, torch.Tensor], y: torch.Tensor) 
         opt.step()
     with torch.no_grad():
         return (model(test).argmax(1) == y[n:]).float().mean().item()
+
+
+def xor_inputs(n: int = 512, seed: int = 1) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Inputs "a" (width 4) and "b" (width 6), each holding one random ±1 bit in column 0
+    plus noise; the label is the XOR of the bits, so neither input alone says anything."""
+    g = torch.Generator().manual_seed(seed)
+    a, b = (torch.randint(0, 2, (n,), generator=g) for _ in range(2))
+    x = {"a": 0.3 * torch.randn(n, 4, generator=g), "b": 0.3 * torch.randn(n, 6, generator=g)}
+    x["a"][:, 0], x["b"][:, 0] = 2.0 * a - 1, 2.0 * b - 1
+    return x, a ^ b
+
+
+def with_grad(
+    outputs: dict[str, ModalityOutput], absent_value: float = float("nan")
+) -> dict[str, ModalityOutput]:
+    """A copy whose pooled tensors require grad and hold ``absent_value`` in absent rows."""
+    copy = {}
+    for n, o in outputs.items():
+        pooled = o.pooled.masked_fill(~o.present[:, None], absent_value).requires_grad_()
+        copy[n] = ModalityOutput(pooled, o.present, o.tokens, o.token_mask)
+    return copy
+
+
+def one_row(outputs: dict[str, ModalityOutput], i: int) -> dict[str, ModalityOutput]:
+    """Row ``i`` alone, as a batch of one (tokens and token masks included)."""
+
+    def cut(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t[i : i + 1]
+
+    return {
+        n: ModalityOutput(
+            o.pooled[i : i + 1], o.present[i : i + 1], cut(o.tokens), cut(o.token_mask)
+        )
+        for n, o in outputs.items()
+    }

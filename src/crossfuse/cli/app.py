@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from crossfuse.cli.analysis_cmds import compare, report
 from crossfuse.cli.common import err, out
 from crossfuse.cli.datasets_cmd import datasets_app
 from crossfuse.cli.inspect_cmd import inspect
@@ -30,6 +31,8 @@ app.command()(train)
 app.command()(evaluate)
 app.command()(predict)
 app.command()(embed)
+app.command()(report)
+app.command()(compare)
 app.add_typer(datasets_app, name="datasets")
 
 

@@ -70,6 +70,9 @@ def train(
         tables, valid_table or recipe.valid_table, epochs=epochs, time_limit=time_limit, seed=seed
     )
     predictor.save(out_dir)
+    from crossfuse.cli.analysis_cmds import REPORT_FILE, write_report
+
+    write_report(predictor, out_dir / REPORT_FILE)
     out.print(f"model written to [bold]{out_dir}[/bold]; fit: {json.dumps(predictor.fit_summary_)}")
     print_task_metrics(predictor.metrics_["valid"], "validation")
 
@@ -113,23 +116,65 @@ def evaluate(
     ablate: Annotated[
         bool, typer.Option(help="Also score with each modality removed and alone.")
     ] = False,
+    robustness: Annotated[
+        bool,
+        typer.Option(help="Corrupt each modality in 0-90% of rows and record the metric."),
+    ] = False,
+    corruption: Annotated[
+        list[str] | None,
+        typer.Option(help="Only these corruptions: INPUT_OR_MODALITY=NAME[,NAME] (repeatable)."),
+    ] = None,
+    levels: Annotated[
+        str | None, typer.Option(help="Noise levels, e.g. 0,0.3,0.6,0.9 (default 0.0-0.9).")
+    ] = None,
+    reference: Annotated[
+        Path | None,
+        typer.Option(help="Model directory (e.g. late fusion) for the effective robustness."),
+    ] = None,
+    report: Annotated[
+        bool, typer.Option(help="Write MODEL/report.html with these results.")
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print all metrics as JSON.")] = False,
     save: Annotated[
         Path | None, typer.Option("--save", help="Also write the metrics to this JSON file.")
     ] = None,
 ) -> None:
-    """Evaluate a model directory on a labelled table."""
+    """Evaluate a model directory on a labelled table (and write its report)."""
     from crossfuse.api import FusionPredictor
+    from crossfuse.cli.analysis_cmds import (
+        REPORT_FILE,
+        parse_corruptions,
+        parse_levels,
+        status_progress,
+        write_report,
+    )
+    from crossfuse.data.table import read_table
 
-    result = FusionPredictor.load(model).evaluate(data, ablate=ablate)
+    predictor = FusionPredictor.load(model)
+    table = read_table(data)
+    result = predictor.evaluate(table, ablate=ablate)
+    if robustness:
+        status, progress = status_progress()
+        with status:
+            result["robustness"] = predictor.robustness(
+                table,
+                corruptions=parse_corruptions(corruption),
+                levels=parse_levels(levels),
+                reference=FusionPredictor.load(reference) if reference else None,
+                progress=progress,
+            )
     if save:
         save.write_text(json.dumps(result, indent=2) + "\n")
+    if report:
+        write_report(predictor, model / REPORT_FILE, table, result)
     if as_json:
         print(json.dumps(result, indent=2))
         return
     print_task_metrics(result, str(data))
     if ablate:
         print_ablation(result["ablation"])
+    if robustness:
+        print_robustness(result["robustness"])
 
 
 def predict(
@@ -187,4 +232,23 @@ def print_ablation(ablation: dict[str, Any]) -> None:
                             f"{summary[key]:.4f}",
                             f"{summary['delta'].get(key, 0.0):+.4f}",
                         )
+    out.print(table)
+
+
+def print_robustness(result: dict[str, Any]) -> None:
+    table = RichTable(
+        "input",
+        "corruption",
+        f"{result['metric']} at 0 → {result['levels'][-1]:.0%}",
+        "AUC",
+        title="Robustness (area under the metric-vs-noise curve)",
+    )
+    for name, by in result["curves"].items():
+        for corruption, curve in by.items():
+            table.add_row(
+                name,
+                corruption,
+                f"{curve[0]:.3f} → {curve[-1]:.3f}",
+                f"{result['auc'][name][corruption]:.3f}",
+            )
     out.print(table)

@@ -74,4 +74,13 @@ def create_fusion(
 
 
 def _load_builtin() -> None:
-    from crossfuse.fusion import concat, ensemble, late, weighted  # noqa: F401
+    from crossfuse.fusion import (  # noqa: F401
+        attention,
+        concat,
+        ensemble,
+        gated,
+        late,
+        low_rank,
+        tensor,
+        weighted,
+    )

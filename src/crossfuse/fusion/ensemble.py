@@ -93,8 +93,8 @@ class EnsembleFusion(Fusion):
         return {n: w[:, i] for i, n in enumerate(self.names)}
 
     def forward(self, outputs: dict[str, ModalityOutput]) -> torch.Tensor:
+        present = present_matrix(outputs, self.names)  # (B, M); checks the input names
         logits = self.member_logits(outputs)
-        present = present_matrix(outputs, self.names)  # (B, M)
         weights = present.float() / present.sum(1, keepdim=True).clamp(min=1).float()
         stacked = torch.stack([logits[n] for n in self.names], dim=1)  # (B, M, out)
         parts = []
