@@ -31,7 +31,7 @@ from crossfuse.models.inference import run_inference
 from crossfuse.models.plan import processor_plan
 from crossfuse.models.specs import input_specs, task_specs
 from crossfuse.presets import merge, preset_config
-from crossfuse.robustness.curves import add_reference, robustness_curves
+from crossfuse.robustness.curves import LEVELS, add_reference, robustness_curves
 
 ConfigLike = CrossfuseConfig | Mapping[str, Any] | str | Path | None
 
@@ -301,10 +301,15 @@ class FusionPredictor:
         """Robustness curves alone (what ``evaluate(robustness=True)`` adds)."""
         self._check_fitted()
         table = data if isinstance(data, Table) else self._table(data)
-        options = {"corruptions": corruptions, "seed": seed, "progress": progress}
-        if levels is not None:
-            options["levels"] = levels
-        result = robustness_curves(self.model_, self.preprocessor_, table, **options)
+        result = robustness_curves(
+            self.model_,
+            self.preprocessor_,
+            table,
+            levels=LEVELS if levels is None else levels,
+            corruptions=dict(corruptions) if corruptions else None,
+            seed=seed,
+            progress=progress,
+        )
         if reference is not None:
             if isinstance(reference, FusionPredictor):
                 name = reference.config_.model.fusion
@@ -363,7 +368,9 @@ class FusionPredictor:
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> FusionPredictor:
         """Load a model directory written by :meth:`save` (never unpickles anything)."""
-        meta, state, metrics = read_model_dir(path)
+        from crossfuse.versions import current_version, resolve_model_dir
+
+        meta, state, metrics = read_model_dir(resolve_model_dir(path))
         config = from_dict(CrossfuseConfig, meta["config"])
         predictor = cls(label=meta["label"], config=config, device=device, progress=False)
         pre = Preprocessor.from_state(meta["preprocessor"])
@@ -377,4 +384,5 @@ class FusionPredictor:
         predictor.model_ = model.to(resolve_device(predictor.device)).eval()
         predictor.metrics_, predictor.fit_summary_ = metrics, meta.get("fit_summary", {})
         predictor.fingerprint_ = str(meta.get("train_fingerprint", ""))
+        predictor.version_ = str(current_version(path))
         return predictor
