@@ -46,6 +46,13 @@ def test_the_app_has_the_documented_commands() -> None:
         "demo",
         "datasets build demo",
         "datasets build av-mnist",
+        "report",
+        "compare",
+        "serve",
+        "refine",
+        "rollback",
+        "feedback list",
+        "feedback export",
     } <= names
 
 

@@ -15,8 +15,10 @@ import typer
 from crossfuse.cli.analysis_cmds import compare, report
 from crossfuse.cli.common import err, out
 from crossfuse.cli.datasets_cmd import datasets_app
+from crossfuse.cli.feedback_cmds import feedback_app, refine, rollback
 from crossfuse.cli.inspect_cmd import inspect
 from crossfuse.cli.model_cmds import embed, evaluate, predict, train
+from crossfuse.cli.serve_cmd import serve
 from crossfuse.errors import CrossfuseError
 
 app = typer.Typer(
@@ -33,7 +35,11 @@ app.command()(predict)
 app.command()(embed)
 app.command()(report)
 app.command()(compare)
+app.command()(serve)
+app.command()(refine)
+app.command()(rollback)
 app.add_typer(datasets_app, name="datasets")
+app.add_typer(feedback_app, name="feedback")
 
 
 @app.command()
