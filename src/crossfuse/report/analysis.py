@@ -82,10 +82,17 @@ def robustness(data: Mapping[str, Any]) -> str:
             if effective:
                 row.append(effective.get(name, {}).get(corruption))
             rows.append(row)
-    parts.append(
-        "<p>AUC is the normalised area under each curve (on the metric's 0–1 scale): higher "
-        "means the model keeps its score as the input degrades.</p>"
+    explain = (
+        "AUC is the area under each curve divided by the range of noise levels (the mean "
+        "score over the levels): higher means the model keeps its score as the input degrades."
     )
+    if effective:
+        ref = reference.get("name", "the reference")
+        explain += (
+            f" Effective robustness is (AUC − clean score) − (the same for {ref}): positive "
+            f"means this model loses less than {ref} does, whatever its clean score."
+        )
+    parts.append(f"<p>{esc(explain)}</p>")
     parts.append(table(headers, rows))
     descriptions = rob.get("descriptions") or {}
     if descriptions:
