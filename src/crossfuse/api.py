@@ -11,7 +11,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,9 @@ from crossfuse.models.plan import processor_plan
 from crossfuse.models.specs import input_specs, task_specs
 from crossfuse.presets import merge, preset_config
 from crossfuse.robustness.curves import LEVELS, add_reference, robustness_curves
+
+if TYPE_CHECKING:
+    from crossfuse.distill import DistillConfig
 
 ConfigLike = CrossfuseConfig | Mapping[str, Any] | str | Path | None
 
@@ -127,6 +130,42 @@ class FusionPredictor:
         self.metrics_ = {"valid": evaluate_model(model, pre, valid_part)}
         return self
 
+    def distill(
+        self,
+        teacher: FusionPredictor | str | Path,
+        train: TableLike,
+        valid: TableLike | None = None,
+        *,
+        config: DistillConfig | Mapping[str, Any] | None = None,
+        epochs: int | None = None,
+        time_limit: float | None = None,
+        seed: int | None = None,
+    ) -> FusionPredictor:
+        """Train this predictor as a student of a trained ``teacher`` (knowledge distillation).
+
+        The student's own config, preset, fusion and modalities (possibly a subset of the
+        teacher's inputs) come from this predictor, as for :meth:`fit`; its label must be
+        one of the teacher's. Rows of ``train`` with an empty label learn from the
+        teacher's soft targets alone; ``valid`` (or a part of the labelled rows) selects
+        the best epoch. The teacher runs once per row; the saved student does not need it.
+
+        Args:
+            teacher: a trained FusionPredictor or its model directory.
+            config: a :class:`~crossfuse.distill.DistillConfig` or a dict of its fields.
+        """
+        from crossfuse.distill import distill_predictor
+
+        return distill_predictor(
+            self,
+            teacher,
+            train,
+            valid,
+            config=config,
+            epochs=epochs,
+            time_limit=time_limit,
+            seed=seed,
+        )
+
     def precompute(
         self, train: TableLike, valid: TableLike | None = None, *, seed: int | None = None
     ) -> dict[str, dict[str, int]]:
@@ -157,8 +196,26 @@ class FusionPredictor:
                 summary[col]["reused"] += ref.reused
         return summary
 
-    def _prepare(self, train, valid, epochs, time_limit, seed):
-        """Config, schema, tables, fitted preprocessing and a fresh (seeded) model."""
+    def _prepare(
+        self,
+        train,
+        valid,
+        epochs,
+        time_limit,
+        seed,
+        *,
+        task=None,
+        overrides: Mapping[str, str] | None = None,
+        split=split_train_valid,
+        fit_labels: Callable[[Preprocessor, Table], None] | None = None,
+    ):
+        """Config, schema, tables, fitted preprocessing and a fresh (seeded) model.
+
+        For distillation: ``task`` and ``overrides`` replace ``problem_type`` and
+        ``modalities``; ``split`` holds out the validation part when ``valid`` is None;
+        ``fit_labels(pre, train_part)`` sets the label encoders instead of fitting them
+        on the training part.
+        """
         import lightning.pytorch as pl
 
         config = self._resolve_config(epochs, time_limit, seed)
@@ -167,17 +224,19 @@ class FusionPredictor:
             train_table.df,
             self.label,
             base_dir=train_table.base_dir,
-            overrides=self.modalities,
-            task=self.problem_type,
+            overrides=self.modalities if overrides is None else overrides,
+            task=self.problem_type if task is None else task,
         )
         if valid is None:
-            train_part, valid_part = split_train_valid(
+            train_part, valid_part = split(
                 train_table, schema, config.train.valid_fraction, config.train.seed
             )
         else:
             train_part, valid_part = train_table, read_table(valid)
         pre = Preprocessor(schema, config.data, processor_plan(schema, config.model))
-        pre.fit(train_part)
+        pre.fit(train_part, labels=fit_labels is None)
+        if fit_labels is not None:
+            fit_labels(pre, train_part)
         pl.seed_everything(config.train.seed, workers=True, verbose=False)
         model = build_model(input_specs(pre), task_specs(pre), config.model)
         return config, schema, train_table, train_part, valid_part, pre, model
@@ -370,7 +429,8 @@ class FusionPredictor:
         """Load a model directory written by :meth:`save` (never unpickles anything)."""
         from crossfuse.versions import current_version, resolve_model_dir
 
-        meta, state, metrics = read_model_dir(resolve_model_dir(path))
+        folder = resolve_model_dir(path)  # the live version's folder, read once
+        meta, state, metrics = read_model_dir(folder)
         config = from_dict(CrossfuseConfig, meta["config"])
         predictor = cls(label=meta["label"], config=config, device=device, progress=False)
         pre = Preprocessor.from_state(meta["preprocessor"])
@@ -384,5 +444,5 @@ class FusionPredictor:
         predictor.model_ = model.to(resolve_device(predictor.device)).eval()
         predictor.metrics_, predictor.fit_summary_ = metrics, meta.get("fit_summary", {})
         predictor.fingerprint_ = str(meta.get("train_fingerprint", ""))
-        predictor.version_ = str(current_version(path))
+        predictor.version_ = str(current_version(folder))
         return predictor

@@ -78,8 +78,15 @@ def fit_model(
     progress: bool = True,
     strict: bool = False,
     device: torch.device | None = None,
+    module: FusionModule | None = None,
 ) -> FitResult:
-    """Train ``model`` in place on ``train``, selecting the best epoch on ``valid``."""
+    """Train ``model`` in place on ``train``, selecting the best epoch on ``valid``.
+
+    ``module`` is the LightningModule to train (it must wrap ``model``), e.g. a
+    distillation module; None builds the plain :class:`FusionModule`.
+    """
+    if module is not None and module.model is not model:
+        raise ValueError("fit_model: `module` must wrap the `model` being trained")
     device = device or resolve_device("auto")
     start = time.perf_counter()
     cached_cols = cacheable_inputs(model, pre, config)
@@ -102,12 +109,15 @@ def fit_model(
     encode_seconds = time.perf_counter() - start
     train_ds = FusionDataset(train, pre, train=True, strict=strict, cached=cached["train"])
     valid_ds = FusionDataset(valid, pre, strict=strict, cached=cached["valid"])
-    module = FusionModule(
-        model,
-        config,
-        class_weights=_class_weights(pre, train, config),
-        label_scales={c: (e.mean, e.std) for c, e in pre.labels.items() if e.task == "regression"},
-    )
+    if module is None:
+        module = FusionModule(
+            model,
+            config,
+            class_weights=_class_weights(pre, train, config),
+            label_scales={
+                c: (e.mean, e.std) for c, e in pre.labels.items() if e.task == "regression"
+            },
+        )
     monitor = config.monitor or "val_score"
     mode = "max" if monitor == "val_score" else monitor_mode(monitor)
     best = BestWeights(monitor, mode)
