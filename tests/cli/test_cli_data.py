@@ -48,6 +48,8 @@ def test_the_app_has_the_documented_commands() -> None:
         "datasets build av-mnist",
         "report",
         "compare",
+        "distill",
+        "export",
         "serve",
         "refine",
         "rollback",

@@ -15,6 +15,8 @@ import typer
 from crossfuse.cli.analysis_cmds import compare, report
 from crossfuse.cli.common import err, out
 from crossfuse.cli.datasets_cmd import datasets_app
+from crossfuse.cli.distill_cmd import distill
+from crossfuse.cli.export_cmd import export
 from crossfuse.cli.feedback_cmds import feedback_app, refine, rollback
 from crossfuse.cli.inspect_cmd import inspect
 from crossfuse.cli.model_cmds import embed, evaluate, predict, train
@@ -35,6 +37,8 @@ app.command()(predict)
 app.command()(embed)
 app.command()(report)
 app.command()(compare)
+app.command()(distill)
+app.command()(export)
 app.command()(serve)
 app.command()(refine)
 app.command()(rollback)

@@ -178,7 +178,7 @@ def evaluate(
 
 
 def predict(
-    model: Annotated[Path, typer.Argument(help="Model directory.")],
+    model: Annotated[Path, typer.Argument(help="Model directory, or an ONNX export directory.")],
     data: Annotated[
         Path, typer.Option("--data", "-d", help="Table to predict (labels not needed).")
     ],
@@ -191,8 +191,13 @@ def predict(
     import pandas as pd
 
     from crossfuse.api import FusionPredictor
+    from crossfuse.export.onnx_predictor import EXPORT_FILE, OnnxPredictor
 
-    predictor = FusionPredictor.load(model)
+    predictor: FusionPredictor | OnnxPredictor = (
+        OnnxPredictor.load(model)
+        if (model / EXPORT_FILE).is_file()
+        else FusionPredictor.load(model)
+    )
     preds = predictor.predict(data)
     frame = (
         preds.to_frame(name=f"predicted_{preds.name}")
@@ -201,7 +206,8 @@ def predict(
     )
     if proba and any(e.task == "classification" for e in predictor.preprocessor_.labels.values()):
         probs = predictor.predict_proba(data)
-        parts = probs if isinstance(probs, dict) else {predictor._labels[0]: probs}
+        first = next(iter(predictor.preprocessor_.labels))
+        parts = probs if isinstance(probs, dict) else {first: probs}
         for col, p in parts.items():
             frame = pd.concat([frame, p.add_prefix(f"p_{col}=")], axis=1)
     frame.to_csv(out_path, index=False)

@@ -34,7 +34,6 @@ from crossfuse.serve.body import (
 from crossfuse.serve.config import ServeConfig
 from crossfuse.serve.inputs import InputError, RowParser
 from crossfuse.serve.predict import RowScorer
-from crossfuse.versions import current_version
 
 log = logging.getLogger(__name__)
 FEEDBACK_FIELDS = {"request_id", "label", "comment", "inputs"}
@@ -56,8 +55,8 @@ class Service:
 
     def __init__(self, model_dir: Path, config: ServeConfig, store: FeedbackStore) -> None:
         self.model_dir, self.config, self.store = model_dir, config, store
-        self.model_version = str(current_version(model_dir))
         self.predictor = FusionPredictor.load(model_dir)  # the live version
+        self.model_version = self.predictor.version_  # the version actually loaded
         self.scorer = RowScorer(self.predictor)
         self.parser = RowParser(self.scorer.columns, config)
         self.batcher = MicroBatcher(

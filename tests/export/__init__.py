@@ -1,0 +1,1 @@
+"""Tests of ONNX / TorchScript export and onnxruntime prediction."""
