@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +10,9 @@ from PIL import Image
 
 from crossfuse.errors import ConfigError
 from crossfuse.report import render_report
-from crossfuse.report.browser import CHROME_ARGS, screenshot
+from crossfuse.report.browser import screenshot
+from tests.browser import browser_missing, chrome
 from tests.report.test_report import SECTION_IDS, full_report_data
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 
 pytestmark = pytest.mark.browser
 AUDIO_DURATIONS_JS = """
@@ -28,34 +24,9 @@ Promise.all(audios.map(a => a.readyState >= 1 ? null : new Promise(ok => {
 """
 
 
-def _browser_missing() -> str | None:
-    if importlib.util.find_spec("selenium") is None:
-        return "selenium is not installed"
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if not Path(path).exists() and shutil.which(Path(path).name) is None:
-            return f"{path} not found"
-    return None
-
-
 @pytest.fixture(scope="module")
 def driver() -> Any:
-    reason = _browser_missing()
-    if reason:
-        pytest.skip(reason)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
-    for arg in CHROME_ARGS:
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver_path = CHROMEDRIVER if Path(CHROMEDRIVER).exists() else shutil.which("chromedriver")
-    chrome = webdriver.Chrome(options=options, service=Service(driver_path))
-    try:
-        yield chrome
-    finally:
-        chrome.quit()
+    yield from chrome(width=1280, height=2000)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +61,7 @@ def test_every_section_and_image_renders_without_console_errors(
 
 
 def test_screenshot_helper_reports_sections_images_and_height(report: Path, tmp_path: Path) -> None:
-    reason = _browser_missing()
+    reason = browser_missing()
     if reason:
         pytest.skip(reason)
     result = screenshot(report, tmp_path / "shot.png", width=1000)

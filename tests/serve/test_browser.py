@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,58 +13,23 @@ from PIL import Image
 
 from crossfuse.feedback.store import FeedbackStore
 from crossfuse.serve import ServeConfig, create_app
+from tests.browser import browser_missing, chrome
 from tests.serve.helpers import live_server, train_model
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-CHROME_ARGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--window-size=1280,1600",
-)
 SCREENSHOT_COPY = Path("/tmp/serve_page.png")  # a copy to look at by eye
 
 pytestmark = pytest.mark.browser
 
 
-def _browser_missing() -> str | None:
-    if importlib.util.find_spec("selenium") is None:
-        return "selenium is not installed"
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if not Path(path).exists() and shutil.which(Path(path).name) is None:
-            return f"{path} not found"
-    return None
-
-
 @pytest.fixture(scope="module")
 def driver() -> Iterator[Any]:
-    reason = _browser_missing()
-    if reason:
-        pytest.skip(reason)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
-    for arg in CHROME_ARGS:
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    path = CHROMEDRIVER if Path(CHROMEDRIVER).exists() else shutil.which("chromedriver")
-    chrome = webdriver.Chrome(options=options, service=Service(path))
-    try:
-        yield chrome
-    finally:
-        chrome.quit()
+    yield from chrome(width=1280, height=1600)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
-    if _browser_missing():
-        pytest.skip(_browser_missing())
+    if browser_missing():
+        pytest.skip(browser_missing())
     folder = tmp_path_factory.mktemp("browser")
     model_dir = train_model(folder)
     store = FeedbackStore(folder / "feedback.sqlite")

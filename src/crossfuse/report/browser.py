@@ -54,6 +54,28 @@ def find_browser() -> tuple[str, str]:
     return found[0], found[1]
 
 
+def open_chrome(*, width: int = 1280, height: int = 2000) -> Any:
+    """A headless Chromium driven by Selenium, logging the browser console.
+
+    Raises:
+        ConfigError: selenium, Chromium or chromedriver is missing.
+    """
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError as exc:
+        raise ConfigError("browser checks need selenium (pip install selenium)") from exc
+    chromium, driver_path = find_browser()
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in CHROME_ARGS:
+        options.add_argument(
+            f"--window-size={width},{height}" if arg.startswith("--window") else arg
+        )
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(options=options, service=Service(driver_path))
+
+
 def screenshot(html_path: str | Path, png_path: str | Path, *, width: int = 1280) -> dict[str, Any]:
     """Load ``html_path`` in headless Chromium and save a full-page PNG to ``png_path``.
 
@@ -70,18 +92,7 @@ def screenshot(html_path: str | Path, png_path: str | Path, *, width: int = 1280
     page = Path(html_path).resolve()
     if not page.is_file():
         raise ConfigError(f"report {str(page)!r} does not exist")
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError as exc:
-        raise ConfigError("report screenshots need selenium (pip install selenium)") from exc
-    chromium, driver_path = find_browser()
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in CHROME_ARGS:
-        options.add_argument(f"--window-size={width},2000" if arg.startswith("--window") else arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(driver_path))
+    driver = open_chrome(width=width)
     try:
         driver.get(page.as_uri())
         height = int(driver.execute_script(_HEIGHT_JS))
