@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from crossfuse.atomic import atomic_write
 from crossfuse.errors import ModelDirError
 from crossfuse.evaluation.evaluate import SUMMARY_KEYS
 from crossfuse.model_dir import METRICS_FILE
@@ -210,27 +211,11 @@ def _record(root: Path, entry: dict[str, Any]) -> None:
     entries = [e for e in history(root) if e.get("version") != entry["version"]]
     entries.append(entry)
     entries.sort(key=lambda e: e["version"])
-    _atomic_write(root / HISTORY_FILE, json.dumps(entries, indent=2, default=str) + "\n")
+    atomic_write(root / HISTORY_FILE, json.dumps(entries, indent=2, default=str) + "\n")
 
 
 def _write_current(root: Path, n: int) -> None:
-    _atomic_write(root / CURRENT_FILE, f"{n}\n")
-
-
-def _atomic_write(target: Path, text: str) -> None:
-    """Write a temp file beside ``target``, fsync it, then ``os.replace`` it into place."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(root / CURRENT_FILE, f"{n}\n")
 
 
 @contextlib.contextmanager

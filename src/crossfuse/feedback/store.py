@@ -12,9 +12,7 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import sqlite3
-import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from crossfuse.atomic import atomic_write
 from crossfuse.errors import ConfigError
 
 BUSY_TIMEOUT_S = 10.0
@@ -292,18 +291,7 @@ class FeedbackStore:
         self.media_dir.mkdir(parents=True, exist_ok=True)
         target = self.media_dir / f"{hashlib.sha256(data).hexdigest()}.{media_extension(data)}"
         if not target.exists():
-            fd, tmp = tempfile.mkstemp(dir=self.media_dir, prefix=".tmp-", suffix=".part")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, target)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            atomic_write(target, data, prefix=".tmp-")
         try:
             return target.relative_to(self.path.parent).as_posix()
         except ValueError:  # media kept outside the database's folder

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from crossfuse.atomic import atomic_write
 from crossfuse.errors import ConfigError
 from crossfuse.report import analysis, examples, sections
 from crossfuse.report.html import page
@@ -71,15 +70,4 @@ def render_report(data: Mapping[str, Any], path: str | Path) -> Path:
 
 def write_html(text: str, path: str | Path) -> Path:
     """Write ``text`` to ``path`` through a temporary sibling and a rename (atomic)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return atomic_write(path, text)
