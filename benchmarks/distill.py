@@ -129,9 +129,9 @@ def main() -> None:
             **size_info(teacher, root / "teacher"),
             "train_seconds": time.perf_counter() - start,
         }
-        teacher_row.update(measure(teacher, data, None))
         print(teacher_row, flush=True)
         runs = [teacher_row]
+        timed: list[tuple[dict, Any, Path | None]] = [(teacher_row, teacher, None)]
         for name, modalities, kd in STUDENTS:
             for seed in args.seeds:
                 start = time.perf_counter()
@@ -151,9 +151,12 @@ def main() -> None:
                     export_model(
                         folder, onnx_dir, ExportConfig(format="onnx"), data=data / "valid.csv"
                     )
-                    row.update(measure(p, data, onnx_dir))
+                    timed.append((row, p, onnx_dir))
                 runs.append(row)
                 print(row, flush=True)
+        for row, p, onnx_dir in timed:  # all latencies at the end, one model at a time
+            row.update(measure(p, data, onnx_dir))
+            print(row["model"], {k: v for k, v in row.items() if k.endswith("_ms")}, flush=True)
     summary = summarise(runs)
     md = render(summary, args.seeds)
     write_results("distill", {"seeds": args.seeds, "runs": runs, "summary": summary}, md)
@@ -222,7 +225,8 @@ def render(summary: list[dict[str, Any]], seeds: list[int]) -> str:
         f"{', '.join(map(str, seeds))}; teacher: seed 0)\n\n"
         + md_table(header, rows)
         + "\n\nLatency: the network alone on preprocessed test rows (decoding and log-mel "
-        "excluded), CPU, 2 cores, mean per sample; the teacher's parameters include its "
+        "excluded), CPU, 2 cores, mean per sample, measured after all training, one "
+        "model at a time; the teacher's parameters include its "
         "frozen EfficientNets. Students: configs/av_mnist_student.yaml; distilled with "
         "T = 4, α = 0.5 (c: + fused-feature MSE, weight 1). Reproduce: "
         "`python benchmarks/distill.py`.\n"
