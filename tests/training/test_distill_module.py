@@ -8,8 +8,9 @@ import torch
 
 from crossfuse.api import FusionPredictor
 from crossfuse.data.dataset import Collator, FusionDataset
-from crossfuse.distill import DistillConfig, TeacherTargets
+from crossfuse.distill import DistillConfig
 from crossfuse.errors import ConfigError
+from crossfuse.teacher_outputs import TeacherTargets
 from crossfuse.training.distill_losses import response_kd
 from crossfuse.training.distill_module import DistillModule
 from crossfuse.training.fit import fit_model

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from crossfuse.data.magic import sniff
 from crossfuse.errors import SchemaError
 
 
@@ -54,19 +55,6 @@ _NAME_HINTS = {
     Modality.IMAGE: ("image", "img", "photo", "picture", "pixel"),
     Modality.AUDIO: ("audio", "sound", "wav", "speech", "voice", "recording"),
 }
-_MAGIC = [  # (offset, bytes, modality) — used only for files without a known extension
-    (0, b"\x89PNG", Modality.IMAGE),
-    (0, b"\xff\xd8\xff", Modality.IMAGE),
-    (0, b"GIF8", Modality.IMAGE),
-    (0, b"BM", Modality.IMAGE),
-    (8, b"WEBP", Modality.IMAGE),
-    (8, b"WAVE", Modality.AUDIO),
-    (0, b"fLaC", Modality.AUDIO),
-    (0, b"OggS", Modality.AUDIO),
-    (0, b"ID3", Modality.AUDIO),
-    (8, b"AIFF", Modality.AUDIO),
-]
-
 # Thresholds, named so the docs and the code agree.
 MEDIA_FRACTION = 0.5  # share of non-empty cells that look like media paths
 NUMERIC_FRACTION = 0.9  # share of non-empty cells that parse as numbers
@@ -258,10 +246,10 @@ def _media_by_content(strings: pd.Series, base_dir: Path | None) -> tuple[Modali
         except OSError:
             continue
         checked += 1
-        for offset, magic, modality in _MAGIC:
-            if head[offset : offset + len(magic)] == magic:
-                votes[modality] = votes.get(modality, 0) + 1
-                break
+        kind = sniff(head)
+        if kind is not None:
+            modality = Modality(kind.modality)
+            votes[modality] = votes.get(modality, 0) + 1
     if not votes:
         return None
     modality, count = max(votes.items(), key=lambda kv: kv[1])

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from crossfuse.atomic import atomic_write
+from crossfuse.data.magic import sniff
 from crossfuse.errors import ConfigError
 
 BUSY_TIMEOUT_S = 10.0
@@ -47,18 +48,6 @@ CREATE TABLE IF NOT EXISTS feedback (
 CREATE INDEX IF NOT EXISTS feedback_request ON feedback(request_id);
 """
 
-_MAGIC: tuple[tuple[int, bytes, str], ...] = (  # (offset, bytes, extension)
-    (0, b"\x89PNG\r\n\x1a\n", "png"),
-    (0, b"\xff\xd8\xff", "jpg"),
-    (0, b"GIF87a", "gif"),
-    (0, b"GIF89a", "gif"),
-    (0, b"II*\x00", "tiff"),
-    (0, b"MM\x00*", "tiff"),
-    (0, b"fLaC", "flac"),
-    (0, b"OggS", "ogg"),
-    (0, b"BM", "bmp"),
-)
-
 
 class FeedbackInputError(ConfigError, ValueError):
     """Bad arguments to the store (also a ValueError, for callers that catch that)."""
@@ -71,12 +60,8 @@ def default_store_path(model_dir: str | Path) -> Path:
 
 def media_extension(data: bytes) -> str:
     """File extension from a file's magic bytes (``bin`` when unknown)."""
-    if data[:4] == b"RIFF" and data[8:12] in (b"WAVE", b"WEBP"):
-        return "wav" if data[8:12] == b"WAVE" else "webp"
-    for offset, magic, ext in _MAGIC:
-        if data[offset : offset + len(magic)] == magic:
-            return ext
-    return "bin"
+    kind = sniff(data)
+    return kind.ext if kind is not None else "bin"
 
 
 def _now() -> str:

@@ -13,24 +13,17 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from crossfuse.data.magic import sniff
 from crossfuse.report.html import data_uri, esc, fmt, note
 from crossfuse.report.sections import NOTES
 
 THUMB_PX = 256  # longest side of an embedded thumbnail
-_AUDIO_MAGIC = (
-    (b"RIFF", b"WAVE", "audio/wav"),
-    (b"fLaC", b"", "audio/flac"),
-    (b"OggS", b"", "audio/ogg"),
-    (b"ID3", b"", "audio/mpeg"),
-)
 
 
 def audio_mime(data: bytes) -> str | None:
     """The MIME type of WAV / FLAC / Ogg / MP3 bytes, from their header; None if unknown."""
-    for head, tag, mime in _AUDIO_MAGIC:
-        if data.startswith(head) and (not tag or data[8:12] == tag):
-            return mime
-    return None
+    kind = sniff(data, "audio")
+    return kind.mime if kind is not None and kind.name != "AIFF" else None
 
 
 def thumbnail_png(data: bytes, max_px: int = THUMB_PX) -> bytes | None:

@@ -16,38 +16,16 @@ from typing import Any
 
 from crossfuse.data.audio_io import decode_audio
 from crossfuse.data.image import decode_image
+from crossfuse.data.magic import kind_names, sniff
 from crossfuse.errors import CellError
 from crossfuse.serve.config import ServeConfig
 
 MEDIA = ("image", "audio")
-# (offset, magic bytes, kind) per media modality; the kinds are what clients may send.
-_MAGIC: dict[str, list[tuple[int, bytes, str]]] = {
-    "image": [
-        (0, b"\x89PNG\r\n\x1a\n", "PNG"),
-        (0, b"\xff\xd8\xff", "JPEG"),
-        (0, b"GIF87a", "GIF"),
-        (0, b"GIF89a", "GIF"),
-        (0, b"BM", "BMP"),
-        (8, b"WEBP", "WebP"),
-        (0, b"II*\x00", "TIFF"),
-        (0, b"MM\x00*", "TIFF"),
-    ],
-    "audio": [
-        (8, b"WAVE", "WAV"),
-        (0, b"fLaC", "FLAC"),
-        (0, b"OggS", "OGG"),
-        (8, b"AIFF", "AIFF"),
-        (0, b"ID3", "MP3"),
-        (0, b"\xff\xfb", "MP3"),
-        (0, b"\xff\xf3", "MP3"),
-        (0, b"\xff\xf2", "MP3"),
-    ],
-}
 
 
 def allowed_types(modality: str) -> str:
     """The media kinds accepted for a modality, e.g. ``"PNG, JPEG, GIF, BMP, WebP, TIFF"``."""
-    return ", ".join(dict.fromkeys(kind for _, _, kind in _MAGIC[modality]))
+    return ", ".join(kind_names(modality))
 
 
 class InputError(Exception):
@@ -62,10 +40,8 @@ class InputError(Exception):
 
 def sniff_media(data: bytes, modality: str) -> str | None:
     """The media kind of ``data`` from its magic bytes (None when not one of ``modality``'s)."""
-    for offset, magic, kind in _MAGIC[modality]:
-        if data[offset : offset + len(magic)] == magic:
-            return kind
-    return None
+    kind = sniff(data, modality)
+    return kind.name if kind is not None else None
 
 
 def check_media(field: str, modality: str, data: bytes) -> str:

@@ -24,7 +24,8 @@ from crossfuse.training.modality_dropout import drop_modalities
 from crossfuse.training.outputs import task_scores
 
 if TYPE_CHECKING:
-    from crossfuse.distill import DistillConfig, TeacherTargets
+    from crossfuse.distill import DistillConfig
+    from crossfuse.teacher_outputs import TeacherTargets
 
 
 class DistillModule(FusionModule):
