@@ -84,6 +84,25 @@ def test_predict_writes_csv(model_dir: Path, toy_table: Path, tmp_path: Path) ->
     assert len(preds) == 10 and preds["predicted_label"].isin(["a", "b"]).all()
 
 
+def test_predict_streams_chunks_with_the_same_result(
+    model_dir: Path, toy_table: Path, tmp_path: Path
+) -> None:
+    whole, chunked = tmp_path / "whole.csv", tmp_path / "chunked.csv"
+    table = tmp_path / "rows.jsonl"
+    df = pd.read_csv(toy_table).drop(columns=["label", "score"]).head(23)
+    df["picture"] = [str(toy_table.parent / p) for p in df["picture"]]
+    df.loc[3, "note"] = None  # a missing text cell inside a chunk
+    df.to_json(table, orient="records", lines=True)
+    for out, rows in ((whole, "1000"), (chunked, "5")):
+        result = run(
+            "predict", str(model_dir), "--data", str(table), "--out", str(out), "--chunk-rows", rows
+        )
+        assert result.returncode == 0, result.stderr
+        assert "23 predictions written" in result.stdout
+    pd.testing.assert_frame_equal(pd.read_csv(whole), pd.read_csv(chunked), atol=1e-6)
+    assert not list(tmp_path.glob(".*.partial"))
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

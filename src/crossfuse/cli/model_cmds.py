@@ -186,11 +186,17 @@ def predict(
         "predictions.csv"
     ),
     proba: Annotated[bool, typer.Option(help="Add one probability column per class.")] = True,
+    chunk_rows: Annotated[
+        int, typer.Option(help="Rows read, predicted and written at a time (memory stays flat).")
+    ] = 50_000,
 ) -> None:
-    """Predict every row of a table and write a CSV (prediction, then class probabilities)."""
-    import pandas as pd
+    """Predict every row of a table and write a CSV (prediction, then class probabilities).
 
+    The table is streamed in chunks (CSV, TSV, JSONL and Parquet are never read whole),
+    so files larger than memory can be predicted.
+    """
     from crossfuse.api import FusionPredictor
+    from crossfuse.data.stream import iter_table
     from crossfuse.export.onnx_predictor import EXPORT_FILE, OnnxPredictor
 
     predictor: FusionPredictor | OnnxPredictor = (
@@ -198,20 +204,34 @@ def predict(
         if (model / EXPORT_FILE).is_file()
         else FusionPredictor.load(model)
     )
-    preds = predictor.predict(data)
+    rows = 0
+    partial = out_path.with_name(f".{out_path.name}.partial")
+    with partial.open("w", newline="") as f:
+        for chunk in iter_table(data, chunk_rows=chunk_rows):
+            frame = prediction_frame(predictor, chunk, proba)
+            frame.to_csv(f, index=False, header=rows == 0)
+            rows += len(frame)
+    partial.replace(out_path)  # a killed run leaves no half-written predictions file
+    out.print(f"{rows} predictions written to {out_path}")
+
+
+def prediction_frame(predictor: Any, table: Any, proba: bool) -> Any:
+    """Predicted label(s)/value(s), then ``p_<label>=<class>`` columns, for one table."""
+    import pandas as pd
+
+    preds = predictor.predict(table)
     frame = (
         preds.to_frame(name=f"predicted_{preds.name}")
         if isinstance(preds, pd.Series)
         else preds.add_prefix("predicted_")
     )
     if proba and any(e.task == "classification" for e in predictor.preprocessor_.labels.values()):
-        probs = predictor.predict_proba(data)
+        probs = predictor.predict_proba(table)
         first = next(iter(predictor.preprocessor_.labels))
         parts = probs if isinstance(probs, dict) else {first: probs}
         for col, p in parts.items():
             frame = pd.concat([frame, p.add_prefix(f"p_{col}=")], axis=1)
-    frame.to_csv(out_path, index=False)
-    out.print(f"{len(frame)} predictions written to {out_path}")
+    return frame
 
 
 def print_task_metrics(result: dict[str, Any], title: str) -> None:

@@ -77,18 +77,26 @@ def read_table(source: TableLike, *, base_dir: str | Path | None = None) -> Tabl
 
 
 def _read_delimited(path: Path, sep: str) -> pd.DataFrame:
+    check_delimited_header(path, sep)
+    try:
+        return pd.read_csv(path, sep=sep)
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
+        raise TableError(f"table {path} is malformed: {_short(e)}") from e
+
+
+def check_delimited_header(path: Path, sep: str) -> None:
+    """Refuse an empty file, a missing header and duplicate column names (reads one line)."""
     if path.stat().st_size == 0:
         raise TableError(f"table {path} is empty (0 bytes)")
     try:
         header = pd.read_csv(path, sep=sep, header=None, nrows=1).iloc[0].astype(str).tolist()
-        dupes = sorted({h for h in header if header.count(h) > 1})
-        if dupes:  # pandas would silently rename them "a.1"
-            raise TableError(f"table {path}: duplicate column names {dupes}")
-        return pd.read_csv(path, sep=sep)
     except pd.errors.EmptyDataError as e:
         raise TableError(f"table {path} has no header or rows") from e
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
         raise TableError(f"table {path} is malformed: {_short(e)}") from e
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:  # pandas would silently rename them "a.1"
+        raise TableError(f"table {path}: duplicate column names {dupes}")
 
 
 def _read_jsonl(path: Path) -> pd.DataFrame:
