@@ -80,6 +80,7 @@ class FusionPredictor:
         self.preset = preset
         self.device = device
         self.progress = progress
+        self.version_ = "1"  # the model directory version loaded (versions/N), see load()
 
     # ------------------------------------------------------------------ training
     def fit(
