@@ -16,13 +16,13 @@ import torch
 from torch import nn
 
 from crossfuse.encoders.base import ModalityOutput
-from crossfuse.errors import ConfigError
 from crossfuse.fusion.base import Fusion, register_fusion
 from crossfuse.fusion.weighted import (
     check_inputs,
-    check_positive_int,
+    check_out_dims,
     check_rate,
     clean_pooled,
+    per_input_heads,
     present_matrix,
 )
 
@@ -52,22 +52,10 @@ class EnsembleFusion(Fusion):
     ) -> None:
         super().__init__()
         self.names = check_inputs(in_dims, hidden)
-        if not isinstance(out_dims, dict) or not out_dims:
-            raise ConfigError(f"ensemble needs at least one task in out_dims, got {out_dims!r}")
-        self.widths = [
-            check_positive_int(f"logits width of task {t!r}", w) for t, w in out_dims.items()
-        ]
+        self.widths = check_out_dims(out_dims, "ensemble")
         rate = check_rate("ensemble dropout", dropout)
         self.out_dim = sum(self.widths)
-        self.members_ = nn.ModuleList(
-            nn.Sequential(
-                nn.Linear(in_dims[n], hidden),
-                nn.ReLU(),
-                nn.Dropout(rate),
-                nn.Linear(hidden, self.out_dim),
-            )
-            for n in self.names
-        )
+        self.members_ = per_input_heads(in_dims, self.names, hidden, self.out_dim, rate)
         self.prior = nn.Parameter(torch.zeros(self.out_dim))  # fitted like a member
 
     def member_logits(self, outputs: dict[str, ModalityOutput]) -> dict[str, torch.Tensor]:

@@ -14,14 +14,14 @@ import torch
 from torch import nn
 
 from crossfuse.encoders.base import ModalityOutput
-from crossfuse.errors import ConfigError
 from crossfuse.fusion.base import Fusion, register_fusion
 from crossfuse.fusion.weighted import (
     check_inputs,
-    check_positive_int,
+    check_out_dims,
     check_rate,
     clean_pooled,
     fill_empty,
+    per_input_heads,
     present_matrix,
     renormalise,
 )
@@ -50,21 +50,10 @@ class LateFusion(Fusion):
     ) -> None:
         super().__init__()
         self.names = check_inputs(in_dims, hidden)
-        if not isinstance(out_dims, dict) or not out_dims:
-            raise ConfigError(f"late fusion needs at least one task in out_dims, got {out_dims!r}")
-        for task, width in out_dims.items():
-            check_positive_int(f"logits width of task {task!r}", width)
+        widths = check_out_dims(out_dims, "late fusion")
         rate = check_rate("late dropout", dropout)
-        self.out_dim = sum(out_dims.values())
-        self.heads = nn.ModuleList(
-            nn.Sequential(
-                nn.Linear(in_dims[n], hidden),
-                nn.ReLU(),
-                nn.Dropout(rate),
-                nn.Linear(hidden, self.out_dim),
-            )
-            for n in self.names
-        )
+        self.out_dim = sum(widths)
+        self.heads = per_input_heads(in_dims, self.names, hidden, self.out_dim, rate)
         self.logits = nn.Parameter(torch.zeros(len(self.names)))  # input weights, pre-softmax
         self.bias = nn.Parameter(torch.zeros(self.out_dim))  # output when nothing is present
 

@@ -42,6 +42,25 @@ def check_inputs(in_dims: dict[str, int], hidden: int) -> list[str]:
     return sorted(in_dims)
 
 
+def check_out_dims(out_dims: dict[str, int], what: str) -> list[int]:
+    """Validate a decision-level fusion's ``out_dims``; return the widths in task order."""
+    if not isinstance(out_dims, dict) or not out_dims:
+        raise ConfigError(f"{what} needs at least one task in out_dims, got {out_dims!r}")
+    return [check_positive_int(f"logits width of task {t!r}", w) for t, w in out_dims.items()]
+
+
+def per_input_heads(
+    in_dims: dict[str, int], names: list[str], hidden: int, out_dim: int, rate: float
+) -> nn.ModuleList:
+    """One small MLP per input (``names`` order) mapping its pooled vector to ``out_dim``."""
+    return nn.ModuleList(
+        nn.Sequential(
+            nn.Linear(in_dims[n], hidden), nn.ReLU(), nn.Dropout(rate), nn.Linear(hidden, out_dim)
+        )
+        for n in names
+    )
+
+
 def present_matrix(outputs: dict[str, ModalityOutput], names: list[str]) -> torch.Tensor:
     """Stack the inputs' ``present`` masks in ``names`` order: (B, M) bool."""
     if set(outputs) != set(names):
