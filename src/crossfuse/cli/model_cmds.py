@@ -216,19 +216,31 @@ def predict(
 
 
 def prediction_frame(predictor: Any, table: Any, proba: bool) -> Any:
-    """Predicted label(s)/value(s), then ``p_<label>=<class>`` columns, for one table."""
+    """Predicted label(s)/value(s), then ``p_<label>=<class>`` columns, for one table.
+
+    When every label is a class, the labels are read off the probabilities (the class
+    with the highest one, as ``predict`` does), so the model runs once, not twice.
+    """
     import pandas as pd
 
-    preds = predictor.predict(table)
-    frame = (
-        preds.to_frame(name=f"predicted_{preds.name}")
-        if isinstance(preds, pd.Series)
-        else preds.add_prefix("predicted_")
+    labels = predictor.preprocessor_.labels
+    all_classes = all(e.task == "classification" for e in labels.values())
+    probs = (
+        predictor.predict_proba(table)
+        if proba and any(e.task == "classification" for e in labels.values())
+        else None
     )
-    if proba and any(e.task == "classification" for e in predictor.preprocessor_.labels.values()):
-        probs = predictor.predict_proba(table)
-        first = next(iter(predictor.preprocessor_.labels))
-        parts = probs if isinstance(probs, dict) else {first: probs}
+    parts = probs if isinstance(probs, dict) else {next(iter(labels)): probs}
+    if probs is not None and all_classes:
+        frame = pd.DataFrame({f"predicted_{c}": p.idxmax(axis=1) for c, p in parts.items()})
+    else:
+        preds = predictor.predict(table)
+        frame = (
+            preds.to_frame(name=f"predicted_{preds.name}")
+            if isinstance(preds, pd.Series)
+            else preds.add_prefix("predicted_")
+        )
+    if probs is not None:
         for col, p in parts.items():
             frame = pd.concat([frame, p.add_prefix(f"p_{col}=")], axis=1)
     return frame
