@@ -91,25 +91,54 @@ class FusionPredictor:
         epochs: int | None = None,
         time_limit: float | None = None,
         seed: int | None = None,
+        devices: int | None = None,
+        num_nodes: int | None = None,
+        strategy: str | None = None,
+        run_dir: str | Path | None = None,
+        resume: bool = False,
     ) -> FusionPredictor:
-        """Train on ``train``; ``valid`` (or a stratified part of it) selects the best epoch."""
+        """Train on ``train``; ``valid`` (or a stratified part of it) selects the best epoch.
+
+        Args:
+            devices, num_nodes, strategy: processes per node, machines, and ``"ddp"``
+                (the same as ``train.devices`` etc. in the config). With more than one
+                process Lightning's DDP re-runs the calling script once per extra process
+                (or give the processes with ``torchrun``); every process trains, and only
+                rank 0 writes in :meth:`save` (see :attr:`is_global_zero`).
+            run_dir: keep a checkpoint after every epoch (weights, optimizer, schedule,
+                RNG, epoch/step) and the TensorBoard logs in this folder.
+            resume: continue the interrupted run in ``run_dir`` from its last checkpoint
+                (give the same tables and settings as the first call).
+        """
         from crossfuse.training.fit import fit_model
 
         config, schema, train_table, train_part, valid_part, pre, model = self._prepare(
-            train, valid, epochs, time_limit, seed
+            train,
+            valid,
+            epochs,
+            time_limit,
+            seed,
+            placement={"devices": devices, "num_nodes": num_nodes, "strategy": strategy},
         )
+        if run_dir is not None:
+            _check_run_data(Path(run_dir), fingerprint(train_table.df), resume)
         self._log_root = tempfile.TemporaryDirectory(prefix="crossfuse-")
+        log_dir = Path(run_dir) / TB_DIR if run_dir else Path(self._log_root.name) / TB_DIR
+        self._tensorboard_dir = log_dir
         result = fit_model(
             model,
             pre,
             train_part,
             valid_part,
             config.train,
-            log_dir=Path(self._log_root.name) / TB_DIR,
+            log_dir=log_dir,
             progress=self.progress,
             strict=config.data.strict,
             device=resolve_device(self.device),
+            run_dir=Path(run_dir) if run_dir else None,
+            resume=resume,
         )
+        self.global_rank_, self.world_size_ = result.global_rank, result.world_size
         self.config_, self.schema_, self.preprocessor_ = config, schema, pre
         self.model_: FusionModel = model.to(resolve_device(self.device)).eval()
         self.problems_ = result.problems
@@ -126,6 +155,7 @@ class FusionPredictor:
             "encode_seconds": round(result.encode_seconds, 2),
             "epoch_seconds": [round(x, 2) for x in result.epoch_seconds],
             "history": result.history,
+            "processes": result.world_size,
         }
         self.fingerprint_ = fingerprint(train_table.df)
         self.metrics_ = {"valid": evaluate_model(model, pre, valid_part)}
@@ -209,17 +239,19 @@ class FusionPredictor:
         overrides: Mapping[str, str] | None = None,
         split=split_train_valid,
         fit_labels: Callable[[Preprocessor, Table], None] | None = None,
+        placement: Mapping[str, Any] | None = None,
     ):
         """Config, schema, tables, fitted preprocessing and a fresh (seeded) model.
 
         For distillation: ``task`` and ``overrides`` replace ``problem_type`` and
         ``modalities``; ``split`` holds out the validation part when ``valid`` is None;
         ``fit_labels(pre, train_part)`` sets the label encoders instead of fitting them
-        on the training part.
+        on the training part. ``placement`` overrides ``train.devices``, ``num_nodes`` and
+        ``strategy``.
         """
         import lightning.pytorch as pl
 
-        config = self._resolve_config(epochs, time_limit, seed)
+        config = self._resolve_config(epochs, time_limit, seed, placement)
         train_table = read_table(train)
         schema = infer_schema(
             train_table.df,
@@ -243,7 +275,11 @@ class FusionPredictor:
         return config, schema, train_table, train_part, valid_part, pre, model
 
     def _resolve_config(
-        self, epochs: int | None, time_limit: float | None, seed: int | None
+        self,
+        epochs: int | None,
+        time_limit: float | None,
+        seed: int | None,
+        placement: Mapping[str, Any] | None = None,
     ) -> CrossfuseConfig:
         if isinstance(self.config, CrossfuseConfig):
             data = to_dict(self.config)
@@ -262,6 +298,7 @@ class FusionPredictor:
         model["encoders"] = encoders
         train: dict[str, Any] = dict(data.get("train", {}))
         overrides: dict[str, Any] = {"epochs": epochs, "time_limit": time_limit, "seed": seed}
+        overrides.update(placement or {})
         for key, value in overrides.items():
             if value is not None:
                 train[key] = value
@@ -325,6 +362,7 @@ class FusionPredictor:
         levels: list[float] | None = None,
         reference: FusionPredictor | dict[str, Any] | None = None,
         seed: int = 0,
+        chunk_rows: int | None = None,
     ) -> dict[str, Any]:
         """Metrics on a labelled table.
 
@@ -337,7 +375,29 @@ class FusionPredictor:
             reference: a predictor (usually ``late`` fusion) or its robustness result,
                 for the effective robustness (the gap to its curves).
             seed: which rows are corrupted, and the corruption noise.
+            chunk_rows: read and score the table this many rows at a time, so a table
+                larger than memory can be evaluated (same metrics as the whole table).
+                Robustness curves need the whole table, so not with ``robustness``.
         """
+        if chunk_rows is not None:
+            from crossfuse.data.stream import iter_table
+            from crossfuse.errors import ConfigError
+            from crossfuse.evaluation.streaming import evaluate_stream
+
+            if robustness:
+                raise ConfigError(
+                    "robustness curves need the whole table; drop chunk_rows "
+                    f"(got chunk_rows={chunk_rows!r}) or robustness=True"
+                )
+            self._check_fitted()
+            chunks = iter_table(data, chunk_rows=chunk_rows)
+            return evaluate_stream(
+                self.model_,
+                self.preprocessor_,
+                chunks,
+                ablate=ablate,
+                strict=self.config_.data.strict,
+            )
         table = self._table(data)
         result = evaluate_model(
             self.model_, self.preprocessor_, table, ablate=ablate, strict=self.config_.data.strict
@@ -382,14 +442,41 @@ class FusionPredictor:
         return result
 
     def extract_embedding(
-        self, data: TableLike, fused: bool = True
+        self,
+        data: TableLike,
+        fused: bool = True,
+        *,
+        chunk_rows: int | None = None,
+        out: str | Path | None = None,
     ) -> np.ndarray | dict[str, np.ndarray]:
-        """The fused representation (N, H), or per-input pooled embeddings if ``fused=False``."""
-        table = self._table(data)
-        inf = run_inference(self.model_, self.preprocessor_, table, labels=False, embeddings=True)
-        if fused and inf.fused is not None:
-            return inf.fused.numpy()
-        return {name: value.numpy() for name, value in inf.pooled.items()}
+        """The fused representation (N, H), or per-input pooled embeddings if ``fused=False``.
+
+        Args:
+            chunk_rows: read the table this many rows at a time (bounds the memory for
+                reading and decoding; the returned arrays still hold every row).
+            out: a ``.npy`` path: the float32 embeddings are written there chunk by
+                chunk (``chunk_rows``, default 50,000, at a time), never all in memory,
+                and a read-only memmap of the file is returned. With ``fused=False``,
+                one ``<stem>.<input>.npy`` per input beside it, returned as a dict.
+                Each file appears only when complete.
+        """
+        from crossfuse.data.stream import DEFAULT_CHUNK_ROWS, iter_table
+        from crossfuse.evaluation.streaming import iter_embeddings, save_embeddings
+
+        self._check_fitted()
+        if out is not None:
+            rows = DEFAULT_CHUNK_ROWS if chunk_rows is None else chunk_rows
+            model, pre = self.model_, self.preprocessor_
+            return save_embeddings(model, pre, data, out, fused=fused, chunk_rows=rows)
+        chunks = (
+            [self._table(data)] if chunk_rows is None else iter_table(data, chunk_rows=chunk_rows)
+        )
+        parts = list(iter_embeddings(self.model_, self.preprocessor_, chunks, fused=fused))
+        if not parts:
+            return np.zeros((0, 0), np.float32) if fused else {}
+        if len(parts) > 1:
+            parts = [{k: np.concatenate([p[k] for p in parts]) for k in parts[0]}]
+        return parts[0]["fused"] if fused else parts[0]
 
     @property
     def _labels(self) -> list[str]:
@@ -403,9 +490,19 @@ class FusionPredictor:
         return classes[self._labels[0]] if len(classes) == 1 else classes
 
     # ------------------------------------------------------------------- storage
+    @property
+    def is_global_zero(self) -> bool:
+        """False in the extra processes of a DDP fit: only rank 0 writes files."""
+        return getattr(self, "global_rank_", 0) == 0
+
     def save(self, path: str | Path) -> Path:
-        """Write the model directory (``crossfuse.json``, ``model.safetensors``, ...)."""
+        """Write the model directory (``crossfuse.json``, ``model.safetensors``, ...).
+
+        In a DDP job only rank 0 writes; the other processes return ``path`` untouched.
+        """
         self._check_fitted()
+        if not self.is_global_zero:
+            return Path(path)
         meta = {
             "label": self.label,
             "schema": self.schema_.to_dict(),
@@ -416,7 +513,9 @@ class FusionPredictor:
             "fit_summary": self.fit_summary_,
         }
         log_root = getattr(self, "_log_root", None)
-        tb = Path(log_root.name) / TB_DIR if log_root is not None else None
+        tb = getattr(self, "_tensorboard_dir", None)
+        if tb is None and log_root is not None:
+            tb = Path(log_root.name) / TB_DIR
         return write_model_dir(
             path,
             meta=meta,
@@ -447,3 +546,22 @@ class FusionPredictor:
         predictor.fingerprint_ = str(meta.get("train_fingerprint", ""))
         predictor.version_ = str(current_version(folder))
         return predictor
+
+
+def _check_run_data(run_dir: Path, train_fingerprint: str, resume: bool) -> None:
+    """Record the training table's fingerprint in a run directory; on resume, refuse a
+    table that changed since the run started (the checkpoint would not fit it)."""
+    import json
+
+    from crossfuse.atomic import atomic_write
+
+    path = run_dir / "train_fingerprint.json"
+    if resume and path.is_file():
+        recorded = json.loads(path.read_text(encoding="utf-8")).get("train")
+        if recorded != train_fingerprint:
+            raise CrossfuseError(
+                f"the training table changed since the run in {run_dir} started; "
+                "resume with the same table, or start a new run"
+            )
+    if not resume:
+        atomic_write(path, json.dumps({"train": train_fingerprint}))

@@ -190,6 +190,9 @@ class TrainConfig:
     )
     cache: bool = True  # cache outputs of frozen encoders whose inputs are not augmented
     cache_dir: str | None = None  # None → $CROSSFUSE_CACHE or ~/.cache/crossfuse/embeddings
+    devices: int = 1  # processes (GPUs, or CPU processes) per node; > 1 trains with DDP
+    num_nodes: int = 1  # machines in a multi-node DDP job
+    strategy: str = "auto"  # auto (DDP when devices × num_nodes > 1) or ddp
 
     def __post_init__(self) -> None:
         checks = [
@@ -205,6 +208,9 @@ class TrainConfig:
             (self.regression_loss in ("mse", "huber"), "train.regression_loss: mse or huber"),
             (0 < self.valid_fraction < 1, "train.valid_fraction must be in (0, 1)"),
             (self.time_limit is None or self.time_limit > 0, "train.time_limit must be > 0"),
+            (self.devices >= 1, "train.devices must be ≥ 1"),
+            (self.num_nodes >= 1, "train.num_nodes must be ≥ 1"),
+            (self.strategy in ("auto", "ddp"), "train.strategy: auto or ddp"),
             (
                 self.precision in ("auto", "32", "bf16-mixed", "16-mixed"),
                 "train.precision: auto, 32, bf16-mixed or 16-mixed",

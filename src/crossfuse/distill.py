@@ -207,13 +207,14 @@ def distill_predictor(
     )
     device = resolve_device(student.device)
     student._log_root = tempfile.TemporaryDirectory(prefix="crossfuse-")
+    student._tensorboard_dir = Path(student._log_root.name) / TB_DIR
     result = fit_model(
         model,
         pre,
         train_part,
         valid_part,
         train_cfg,
-        log_dir=Path(student._log_root.name) / TB_DIR,
+        log_dir=student._tensorboard_dir,
         progress=student.progress,
         strict=cfg.data.strict,
         device=device,

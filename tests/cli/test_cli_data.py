@@ -43,6 +43,7 @@ def test_the_app_has_the_documented_commands() -> None:
         "evaluate",
         "predict",
         "embed",
+        "features",
         "demo",
         "datasets build demo",
         "datasets build av-mnist",

@@ -61,18 +61,14 @@ def precompute(
     """
     if batch_size < 1:
         raise ConfigError(f"cache batch_size must be at least 1, got {batch_size}")
-    keys = [cell_key(c, modality=modality, base_dir=base_dir) for c in cells]
-    first: dict[str, int] = {}  # key → first row holding it
-    for row, key in enumerate(keys):
-        if key is not None:
-            first.setdefault(key, row)
+    keys, first = cell_keys(cells, modality=modality, base_dir=base_dir)
     have = store.contains(namespace, first, with_tokens=store_tokens)
     todo = [(key, row) for key, row in first.items() if key not in have]
     failed: set[str] = set()
     encoded = 0
     if todo:
-        run = _BatchRunner(encoder, processor, store, namespace, store_tokens, device)
-        with _frozen_on(encoder, torch.device(device)):
+        run = BatchRunner(encoder, processor, store, namespace, store_tokens, device)
+        with frozen_on(encoder, torch.device(device)):
             buffer: list[tuple[str, torch.Tensor]] = []
             for done, (key, row) in enumerate(todo, start=1):
                 try:
@@ -90,7 +86,19 @@ def precompute(
     return PrecomputeResult(keys, encoded, len(keys) - absent - encoded, absent)
 
 
-class _BatchRunner:
+def cell_keys(
+    cells: Sequence[Any], *, modality: str, base_dir: Path | None
+) -> tuple[list[str | None], dict[str, int]]:
+    """Every row's cache key, and each distinct key's first row (in row order)."""
+    keys = [cell_key(c, modality=modality, base_dir=base_dir) for c in cells]
+    first: dict[str, int] = {}  # key → first row holding it
+    for row, key in enumerate(keys):
+        if key is not None:
+            first.setdefault(key, row)
+    return keys, first
+
+
+class BatchRunner:
     """Collate a buffer of processed cells, encode it, and write its rows."""
 
     def __init__(
@@ -107,6 +115,14 @@ class _BatchRunner:
 
     def __call__(self, buffer: list[tuple[str, torch.Tensor]], failed: set[str]) -> int:
         """Encode and store ``buffer``; keys the encoder marks absent go to ``failed``."""
+        items = self.encode(buffer, failed)
+        self.store.put_many(self.namespace, items)
+        return len(items)
+
+    def encode(
+        self, buffer: list[tuple[str, torch.Tensor]], failed: set[str]
+    ) -> dict[str, CachedItem]:
+        """The features of ``buffer``'s cells; keys the encoder marks absent go to ``failed``."""
         batch = self.processor.collate([x for _, x in buffer])
         batch = {k: v.to(self.device) for k, v in batch.items()}
         with torch.inference_mode():
@@ -133,12 +149,11 @@ class _BatchRunner:
             real = mask.nonzero()
             length = int(real.max()) + 1 if real.numel() else 1  # drop trailing padding
             items[key] = CachedItem(pooled, tokens[:length].clone(), mask[:length].clone())
-        self.store.put_many(self.namespace, items)
-        return len(items)
+        return items
 
 
 @contextmanager
-def _frozen_on(encoder: nn.Module, device: torch.device) -> Iterator[None]:
+def frozen_on(encoder: nn.Module, device: torch.device) -> Iterator[None]:
     """Eval mode on ``device`` for the block; the previous mode and device come back after."""
     was_training = encoder.training
     home = next((t.device for t in [*encoder.parameters(), *encoder.buffers()]), None)

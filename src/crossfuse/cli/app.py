@@ -17,10 +17,12 @@ from crossfuse.cli.common import err, out
 from crossfuse.cli.datasets_cmd import datasets_app
 from crossfuse.cli.distill_cmd import distill
 from crossfuse.cli.export_cmd import export
+from crossfuse.cli.features_cmd import features
 from crossfuse.cli.feedback_cmds import feedback_app, refine, rollback
 from crossfuse.cli.inspect_cmd import inspect
-from crossfuse.cli.model_cmds import embed, evaluate, predict, train
+from crossfuse.cli.model_cmds import embed, evaluate, predict
 from crossfuse.cli.serve_cmd import serve
+from crossfuse.cli.train_cmd import train
 from crossfuse.errors import CrossfuseError
 
 app = typer.Typer(
@@ -35,6 +37,7 @@ app.command()(train)
 app.command()(evaluate)
 app.command()(predict)
 app.command()(embed)
+app.command()(features)
 app.command()(report)
 app.command()(compare)
 app.command()(distill)

@@ -1,4 +1,4 @@
-"""`crossfuse train / evaluate / predict`: thin wrappers over FusionPredictor."""
+"""`crossfuse embed / evaluate / predict`: thin wrappers over FusionPredictor."""
 
 from __future__ import annotations
 
@@ -9,72 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table as RichTable
 
-from crossfuse.cli.common import out, parse_overrides
-from crossfuse.errors import ConfigError
-
-
-def train(
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="Recipe YAML (see configs/).")
-    ] = None,
-    train_table: Annotated[Path | None, typer.Option("--train", help="Training table.")] = None,
-    valid_table: Annotated[
-        Path | None,
-        typer.Option("--valid", help="Validation table (default: a stratified part of --train)."),
-    ] = None,
-    label: Annotated[
-        list[str] | None, typer.Option("--label", "-l", help="Label column (repeat for multitask).")
-    ] = None,
-    fusion: Annotated[str | None, typer.Option(help="Fusion: weighted, concat, late, ...")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Maximum epochs.")] = None,
-    time_limit: Annotated[
-        float | None, typer.Option(help="Stop training after this many seconds.")
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
-    modality: Annotated[
-        list[str] | None, typer.Option("--modality", "-m", help="Force COLUMN=MODALITY.")
-    ] = None,
-    task: Annotated[
-        str | None, typer.Option(help="classification or regression (default: inferred).")
-    ] = None,
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Model directory to write.")] = Path(
-        "model"
-    ),
-    preset: Annotated[
-        str | None,
-        typer.Option(help="fast, pretrained or finetune (the recipe is merged over it)."),
-    ] = None,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
-) -> None:
-    """Train a fused model and write its model directory."""
-    from crossfuse.api import FusionPredictor
-    from crossfuse.recipe import Recipe, load_recipe
-
-    recipe = load_recipe(config) if config else Recipe()
-    labels = label or recipe.label
-    tables = train_table or recipe.train_table
-    if not labels:
-        raise ConfigError("give the label column with --label (or `label:` in the recipe)")
-    if tables is None:
-        raise ConfigError("give the training table with --train (or `train_table:` in the recipe)")
-    predictor = FusionPredictor(
-        label=labels if isinstance(labels, str) or len(labels) > 1 else labels[0],
-        problem_type=task or recipe.problem_type,
-        fusion=fusion,
-        config=recipe.config,
-        modalities={**recipe.modalities, **parse_overrides(modality)},
-        preset=preset,
-        progress=progress,
-    )
-    predictor.fit(
-        tables, valid_table or recipe.valid_table, epochs=epochs, time_limit=time_limit, seed=seed
-    )
-    predictor.save(out_dir)
-    from crossfuse.cli.analysis_cmds import REPORT_FILE, write_report
-
-    write_report(predictor, out_dir / REPORT_FILE)
-    out.print(f"model written to [bold]{out_dir}[/bold]; fit: {json.dumps(predictor.fit_summary_)}")
-    print_task_metrics(predictor.metrics_["valid"], "validation")
+from crossfuse.cli.common import out
 
 
 def embed(
@@ -138,6 +73,13 @@ def evaluate(
     save: Annotated[
         Path | None, typer.Option("--save", help="Also write the metrics to this JSON file.")
     ] = None,
+    chunk_rows: Annotated[
+        int | None,
+        typer.Option(
+            help="Read and score this many rows at a time (for tables larger than memory; "
+            "same metrics; not with --robustness)."
+        ),
+    ] = None,
 ) -> None:
     """Evaluate a model directory on a labelled table (and write its report)."""
     from crossfuse.api import FusionPredictor
@@ -148,11 +90,19 @@ def evaluate(
         status_progress,
         write_report,
     )
+    from crossfuse.cli.common import err
+    from crossfuse.cli.features_cmd import check_chunk_rows
     from crossfuse.data.table import read_table
+    from crossfuse.errors import ConfigError
 
+    check_chunk_rows(chunk_rows)
+    if chunk_rows is not None and robustness:
+        raise ConfigError("--robustness needs the whole table; drop --chunk-rows to use it")
     predictor = FusionPredictor.load(model)
-    table = read_table(data)
-    result = predictor.evaluate(table, ablate=ablate)
+    table = read_table(data) if chunk_rows is None else None
+    result = predictor.evaluate(
+        table if table is not None else data, ablate=ablate, chunk_rows=chunk_rows
+    )
     if robustness:
         status, progress = status_progress()
         with status:
@@ -167,6 +117,12 @@ def evaluate(
         save.write_text(json.dumps(result, indent=2) + "\n")
     if report:
         write_report(predictor, model / REPORT_FILE, table, result)
+        if table is None:
+            err.print(
+                f"{model / REPORT_FILE} has the streamed metrics but no misclassified examples "
+                "or missing-cell counts: those need the whole table (drop --chunk-rows)",
+                soft_wrap=True,
+            )
     if as_json:
         print(json.dumps(result, indent=2))
         return

@@ -1,21 +1,30 @@
-"""Evaluating a trained model on a labelled table, optionally with modality ablation."""
+"""Evaluating a trained model on a labelled table, optionally with modality ablation.
+
+The pieces here (metrics of an inference, the ablation variants and their summary, the
+problem tally) are shared by :func:`evaluate_model` and by
+:func:`crossfuse.evaluation.streaming.evaluate_stream`, which evaluates a table read in
+row chunks; ``evaluate_model`` is that stream over a single chunk.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 
-from crossfuse.data.dataset import Collator, FusionDataset
 from crossfuse.data.preprocessor import Preprocessor
+from crossfuse.data.problems import Problem, _order
 from crossfuse.data.table import Table
 from crossfuse.evaluation.metrics import classification_metrics, regression_metrics
 from crossfuse.models.fusion_model import FusionModel
-from crossfuse.models.inference import Inference, KeepFn, run_inference
+from crossfuse.models.inference import Inference, KeepFn
 
 SUMMARY_KEYS = ("accuracy", "balanced_accuracy", "f1_macro", "log_loss", "rmse", "mae", "r2")
+MAX_EXAMPLES = 20  # unusable-cell messages kept in result["problems"]["examples"]
+Variant = tuple[str, str]  # ("without" | "only", input name)
 
 
 def metrics_from_inference(inf: Inference, pre: Preprocessor) -> dict[str, dict[str, Any]]:
@@ -51,38 +60,46 @@ def evaluate_model(
     (masked absent, as if that modality were missing in every row) and with each
     input alone, so each modality's contribution can be read off.
     """
-    dataset = FusionDataset(table, pre, labels=True, strict=strict)
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=Collator(pre))
-    batches = list(loader) if ablate else loader  # decode once, reuse for every ablation
-    full = run_inference(model, pre, table, labels=True, loader=batches)
-    result: dict[str, Any] = {
-        "rows": len(table),
-        "tasks": metrics_from_inference(full, pre),
-        "inputs_present": {n: float(p.float().mean()) for n, p in full.present.items()},
-        "problems": _problem_counts(full),
-    }
-    if ablate:
-        result["ablation"] = _ablation(model, pre, table, batches, result["tasks"])
-    return result
+    from crossfuse.evaluation.streaming import evaluate_stream  # it builds on this module
+
+    return evaluate_stream(model, pre, [table], ablate=ablate, batch_size=batch_size, strict=strict)
 
 
-def _ablation(model, pre, table, batches, full_metrics) -> dict[str, Any]:
-    names = model.input_names
-    out: dict[str, Any] = {"without": {}, "only": {}}
+def ablation_variants(names: Sequence[str]) -> dict[Variant, KeepFn]:
+    """Presence-mask functions, per input: that input removed, and that input alone.
+
+    "only" is left out for a model with a single input (it would equal the full model).
+    """
+    variants: dict[Variant, KeepFn] = {}
     for name in names:
-        variants: dict[str, KeepFn] = {
-            "without": lambda present, n=name: {n: torch.zeros_like(present[n])},
-            "only": lambda present, n=name: {
-                m: torch.zeros_like(present[m]) for m in names if m != n
-            },
-        }
-        if len(names) == 1:
-            variants.pop("only")
-        for kind, keep in variants.items():
-            inf = run_inference(model, pre, table, labels=True, loader=batches, keep=keep)
-            metrics = metrics_from_inference(inf, pre)
-            out[kind][name] = {task: _summary(m, full_metrics[task]) for task, m in metrics.items()}
+        variants["without", name] = _hide([name])
+        if len(names) > 1:
+            variants["only", name] = _hide([m for m in names if m != name])
+    return variants
+
+
+def _hide(hidden: list[str]) -> KeepFn:
+    """A keep function that marks the ``hidden`` inputs absent in every row."""
+
+    def keep(present: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {n: torch.zeros_like(present[n]) for n in hidden}
+
+    return keep
+
+
+def ablation_summary(
+    metrics: dict[Variant, dict[str, dict[str, Any]]], full_metrics: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """``{"without"|"only": {input: {task: headline metrics + delta vs the full model}}}``."""
+    out: dict[str, Any] = {"without": {}, "only": {}}
+    for (kind, name), by_task in metrics.items():
+        out[kind][name] = {task: _summary(m, full_metrics[task]) for task, m in by_task.items()}
     return out
+
+
+def presence_fractions(inf: Inference) -> dict[str, float]:
+    """Per input, the fraction of rows where it was present."""
+    return {n: float(p.float().mean()) for n, p in inf.present.items()}
 
 
 def _summary(metrics: dict[str, Any], full: dict[str, Any]) -> dict[str, Any]:
@@ -91,10 +108,35 @@ def _summary(metrics: dict[str, Any], full: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def _problem_counts(inf: Inference) -> dict[str, Any]:
-    by = Counter((p.column, p.kind) for p in inf.problems)
-    return {
-        "missing": {c: n for (c, k), n in by.items() if k == "missing"},
-        "unusable": {c: n for (c, k), n in by.items() if k not in ("missing",)},
-        "examples": [str(p) for p in list(inf.problems) if p.kind != "missing"][:20],
-    }
+class ProblemTally:
+    """Counts of unusable cells per column, and the first few messages, over row chunks.
+
+    Holds counts and at most :data:`MAX_EXAMPLES` messages, not the problems themselves,
+    so a table with millions of empty cells costs no memory here.
+    """
+
+    def __init__(self) -> None:
+        self._by: Counter = Counter()  # (column, kind) → count
+        self._examples: list[tuple[tuple, str]] = []  # (sort key, message)
+
+    def add(self, problems: Iterable[Problem], *, row_offset: int = 0) -> None:
+        """Tally ``problems`` of a chunk whose first row is row ``row_offset`` of the table."""
+        new = []
+        for p in problems:
+            if row_offset and p.row is not None:
+                p = dataclasses.replace(p, row=p.row + row_offset)
+            self._by[p.column, p.kind] += 1
+            if p.kind != "missing":
+                new.append((_order(p), str(p)))
+        if new:
+            merged = sorted(self._examples + new, key=lambda item: item[0])
+            self._examples = merged[:MAX_EXAMPLES]
+
+    def summary(self) -> dict[str, Any]:
+        """``{"missing": {column: n}, "unusable": {column: n}, "examples": [message]}``."""
+        by = self._by
+        return {
+            "missing": {c: n for (c, k), n in by.items() if k == "missing"},
+            "unusable": {c: n for (c, k), n in by.items() if k not in ("missing",)},
+            "examples": [message for _, message in self._examples],
+        }

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -41,7 +42,7 @@ def run_inference(
     embeddings: bool = False,
     batch_size: int = 64,
     strict: bool = False,
-    loader: DataLoader | None = None,
+    loader: Iterable[dict[str, Any]] | None = None,
 ) -> Inference:
     """Score every row of ``table``.
 
@@ -50,7 +51,8 @@ def run_inference(
         keep: maps the batch's presence masks to the masks to use (ablation); a batch may
             also carry its own ``"keep"`` masks (input → (B,) bool).
         embeddings: also return the fused and per-input pooled embeddings.
-        loader: reuse a prepared DataLoader instead of building one from ``table``.
+        loader: reuse a prepared DataLoader (or its decoded batches) instead of building
+            one from ``table``.
     """
     model.eval()
     if loader is None:
@@ -101,6 +103,37 @@ def run_inference(
         present=pick("present/"),
         fused=cat.get("fused"),
         pooled=pick("pooled/"),
+        problems=problems,
+    )
+
+
+def concat_inferences(parts: Sequence[Inference]) -> Inference:
+    """One :class:`Inference` for consecutive row chunks' inferences, rows in order.
+
+    Problems are merged as each part reports them (rows relative to its own chunk);
+    callers that need table-wide row numbers shift them before (see
+    :mod:`crossfuse.evaluation.streaming`).
+    """
+    if not parts:
+        return Inference(scores={})
+    if len(parts) == 1:
+        return parts[0]
+
+    def cat(field_name: str) -> dict[str, torch.Tensor]:
+        keys = getattr(parts[0], field_name)
+        return {k: torch.cat([getattr(p, field_name)[k] for p in parts]) for k in keys}
+
+    problems = ProblemLog()
+    for part in parts:
+        problems.extend(list(part.problems))
+    fused = [p.fused for p in parts]
+    return Inference(
+        scores=cat("scores"),
+        targets=cat("targets"),
+        target_present=cat("target_present"),
+        present=cat("present"),
+        fused=torch.cat(fused) if all(f is not None for f in fused) else None,  # type: ignore[arg-type]
+        pooled=cat("pooled"),
         problems=problems,
     )
 

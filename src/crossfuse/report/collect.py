@@ -54,7 +54,7 @@ def report_data(
             "rows": {
                 "train": summary.get("train_rows", 0),
                 "valid": summary.get("valid_rows", 0),
-                "test": len(table) if table is not None else 0,
+                "test": len(table) if table is not None else (evaluation or {}).get("rows", 0),
             },
             "parameters": sum(p.numel() for p in predictor.model_.parameters()),
             "train_seconds": summary.get("train_seconds", 0.0),

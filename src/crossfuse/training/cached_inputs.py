@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from crossfuse.cache import EmbeddingStore, load_batch, module_fingerprint, namespace, precompute
+from crossfuse.cache.sharded import RankGroup, precompute_sharded
 from crossfuse.config import TrainConfig
 from crossfuse.data.preprocessor import Preprocessor
 from crossfuse.data.table import Table
@@ -63,8 +65,13 @@ def cache_table(
     *,
     device: torch.device,
     progress=None,
+    group: RankGroup | None = None,
 ) -> dict[str, CachedColumn]:
-    """Encode (or find) every cacheable cell of ``table``; returns the keys per column."""
+    """Encode (or find) every cacheable cell of ``table``; returns the keys per column.
+
+    With ``group`` (a DDP job) the ranks share the encoding work, see
+    :func:`~crossfuse.cache.sharded.precompute_sharded`.
+    """
     store = EmbeddingStore(config.cache_dir or default_cache_dir())
     out = {}
     for col in columns:
@@ -72,7 +79,8 @@ def cache_table(
         ns = namespace(
             module_fingerprint(encoder, {"class": type(encoder).__name__}), proc.get_state()
         )
-        result = precompute(
+        run = precompute if group is None else partial(precompute_sharded, group=group)
+        result = run(
             encoder,
             proc,
             list(table.df[col]),

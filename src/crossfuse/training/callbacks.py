@@ -1,12 +1,21 @@
-"""Callbacks: keep the best weights in memory and restore them when training ends."""
+"""Callbacks: the best weights, the learning curves and the RNG, all resumable.
+
+Each keeps its state in ``state_dict`` so a run resumed from a checkpoint continues
+exactly where the interrupted one stopped.
+"""
 
 from __future__ import annotations
 
 import copy
 import math
+import random
 import time
+from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
+import torch
 
 from crossfuse.evaluation.metrics import primary_metric
 
@@ -42,6 +51,13 @@ class BestWeights(pl.Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._state is not None:
             pl_module.load_state_dict(self._state)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "weights": self._state}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best, self.best_epoch = state_dict["best"], state_dict["best_epoch"]
+        self._state = state_dict["weights"]
 
 
 class History(pl.Callback):
@@ -80,6 +96,57 @@ class History(pl.Callback):
                 "metric": name,
             }
         )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seconds": list(self.seconds), "rows": [dict(r) for r in self.rows]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.seconds, self.rows = list(state_dict["seconds"]), list(state_dict["rows"])
+
+
+class RngState(pl.Callback):
+    """Saves the Python, NumPy and torch (CPU and CUDA) random states in each checkpoint
+    and puts them back before the first resumed epoch, so dropout, augmentation and
+    modality dropout draw the same numbers as an uninterrupted run."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = state_dict
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        state, self._pending = self._pending, None
+        if state is None:
+            return
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+        np.random.set_state(state["numpy"])
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class EpochCheckpoint(pl.Callback):
+    """Write ``path`` after every validated epoch, replacing the previous one atomically
+    (through the Trainer's checkpoint I/O; in DDP only rank 0 writes)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            trainer.save_checkpoint(self.path)
 
 
 def _number(value) -> float | None:

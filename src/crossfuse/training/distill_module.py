@@ -21,7 +21,6 @@ from crossfuse.training.distill_losses import (
 )
 from crossfuse.training.lightning_module import FusionModule
 from crossfuse.training.modality_dropout import drop_modalities
-from crossfuse.training.outputs import task_scores
 
 if TYPE_CHECKING:
     from crossfuse.distill import DistillConfig
@@ -195,16 +194,11 @@ class DistillModule(FusionModule):
         size = len(batch["index"])
         if "valid" in self._teacher:
             loss, logits = self.distill_loss(batch, "valid", per_member=False)
-            self.log("val_distill_loss", loss, batch_size=size)
+            self.log("val_distill_loss", loss, batch_size=size, sync_dist=True)
         else:
             logits = self.model(batch["inputs"])
         self.log("val_loss", self._loss(batch, logits), prog_bar=True, batch_size=size)
-        for t in self.model.tasks:
-            self._val[t.name].add(
-                task_scores(t.task, logits[t.name]),
-                batch["targets"][t.name],
-                batch["target_present"][t.name],
-            )
+        self.collect_validation(batch, logits)
 
     def configure_optimizers(self):
         """The student's optimiser and schedule, with the projectors at the head LR."""

@@ -9,23 +9,26 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
-from torch.utils.data import DataLoader
+from lightning.pytorch.strategies import DDPStrategy
 
+from crossfuse.cache.sharded import RankGroup
 from crossfuse.config import TrainConfig
-from crossfuse.data.dataset import Collator, FusionDataset
 from crossfuse.data.preprocessor import Preprocessor
 from crossfuse.data.problems import ProblemLog
 from crossfuse.data.table import Table
 from crossfuse.device import lightning_accelerator, resolve_device, resolve_precision
-from crossfuse.errors import CellError
+from crossfuse.errors import CellError, ConfigError
 from crossfuse.models import FusionModel
-from crossfuse.training.cached_inputs import cache_table, cacheable_inputs
-from crossfuse.training.callbacks import BestWeights, History
+from crossfuse.training.cached_inputs import cacheable_inputs
+from crossfuse.training.callbacks import BestWeights, EpochCheckpoint, History, RngState
+from crossfuse.training.checkpoint_io import SafeCheckpointIO
+from crossfuse.training.data_module import FusionDataModule
 from crossfuse.training.lightning_module import FusionModule
 from crossfuse.training.losses import balanced_class_weights
 
@@ -44,6 +47,8 @@ class FitResult:
     encode_seconds: float = 0.0  # time spent filling the embedding cache before epoch 1
     epoch_seconds: list[float] = field(default_factory=list)  # per epoch, validation included
     history: list[dict] = field(default_factory=list)  # per epoch: losses and validation score
+    global_rank: int = 0  # this process's rank in a DDP job (0 when alone)
+    world_size: int = 1  # processes that trained together
 
 
 def monitor_mode(monitor: str) -> str:
@@ -52,19 +57,13 @@ def monitor_mode(monitor: str) -> str:
     return "min" if any(k in lowered for k in ("loss", "rmse", "mse", "mae")) else "max"
 
 
-def make_loader(
-    dataset: FusionDataset, pre: Preprocessor, config: TrainConfig, *, shuffle: bool
-) -> DataLoader:
-    generator = torch.Generator().manual_seed(config.seed)
-    return DataLoader(
-        dataset,
-        batch_size=config.batch_size,
-        shuffle=shuffle,
-        collate_fn=Collator(pre, dataset.cached),
-        num_workers=config.num_workers,
-        generator=generator,
-        persistent_workers=config.num_workers > 0,
-    )
+CHECKPOINT_DIR = "checkpoints"  # inside a run directory
+LAST_CHECKPOINT = "last.safetensors"
+
+
+def last_checkpoint(run_dir: Path) -> Path:
+    """Where the latest checkpoint of a run directory lives."""
+    return Path(run_dir) / CHECKPOINT_DIR / LAST_CHECKPOINT
 
 
 def fit_model(
@@ -79,36 +78,35 @@ def fit_model(
     strict: bool = False,
     device: torch.device | None = None,
     module: FusionModule | None = None,
+    run_dir: Path | None = None,
+    resume: bool = False,
 ) -> FitResult:
     """Train ``model`` in place on ``train``, selecting the best epoch on ``valid``.
 
     ``module`` is the LightningModule to train (it must wrap ``model``), e.g. a
-    distillation module; None builds the plain :class:`FusionModule`.
+    distillation module; None builds the plain :class:`FusionModule`. With
+    ``config.devices × config.num_nodes > 1`` Lightning runs DDP: every process calls
+    this function and gets the same trained weights; :attr:`FitResult.global_rank`
+    says which process this is. ``run_dir`` keeps a checkpoint after every epoch
+    (weights, optimizer, schedule, RNG, loops); ``resume`` continues from it.
     """
     if module is not None and module.model is not model:
         raise ValueError("fit_model: `module` must wrap the `model` being trained")
+    checkpoint = last_checkpoint(run_dir) if run_dir is not None else None
+    if resume and (checkpoint is None or not checkpoint.is_file()):
+        raise ConfigError(f"nothing to resume: no checkpoint at {checkpoint}")
     device = device or resolve_device("auto")
     start = time.perf_counter()
-    cached_cols = cacheable_inputs(model, pre, config)
-    cached = (
-        {
-            part: cache_table(
-                model,
-                pre,
-                table,
-                cached_cols,
-                config,
-                device=device,
-                progress=_encode_progress if progress else None,
-            )
-            for part, table in (("train", train), ("valid", valid))
-        }
-        if cached_cols
-        else {"train": {}, "valid": {}}
+    data = FusionDataModule(
+        model,
+        pre,
+        train,
+        valid,
+        config,
+        cached_inputs=cacheable_inputs(model, pre, config),
+        strict=strict,
+        progress=_encode_progress if progress else None,
     )
-    encode_seconds = time.perf_counter() - start
-    train_ds = FusionDataset(train, pre, train=True, strict=strict, cached=cached["train"])
-    valid_ds = FusionDataset(valid, pre, strict=strict, cached=cached["valid"])
     if module is None:
         module = FusionModule(
             model,
@@ -122,38 +120,43 @@ def fit_model(
     mode = "max" if monitor == "val_score" else monitor_mode(monitor)
     best = BestWeights(monitor, mode)
     timer = History()
-    callbacks: list[pl.Callback] = [best, timer]
+    callbacks: list[pl.Callback] = [best, timer, RngState()]
     if config.patience > 0:
         callbacks.append(EarlyStopping(monitor, mode=mode, patience=config.patience))
     if progress:
         callbacks.append(RichProgressBar(leave=False))
+    if checkpoint is not None:
+        callbacks.append(EpochCheckpoint(checkpoint))
     with warnings.catch_warnings(), _quiet_lightning():
         trainer = pl.Trainer(
             max_epochs=config.epochs,
             max_time={"seconds": config.time_limit} if config.time_limit else None,
             accelerator=lightning_accelerator(device),
-            devices=1,
+            **_placement(config, device),
             precision=resolve_precision(config.precision, device),
             logger=TensorBoardLogger(str(log_dir), name="", version="", default_hp_metric=False),
             callbacks=callbacks,
-            enable_checkpointing=False,
+            plugins=[SafeCheckpointIO()],
+            enable_checkpointing=False,  # EpochCheckpoint writes the run's checkpoint
             enable_model_summary=False,
             enable_progress_bar=progress,
             gradient_clip_val=config.grad_clip or None,
             num_sanity_val_steps=0,
-            log_every_n_steps=max(1, min(50, len(train_ds) // config.batch_size)),
+            use_distributed_sampler=False,  # FusionDataModule shards the rows itself
+            log_every_n_steps=max(1, min(50, len(train) // config.batch_size)),
         )
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*sampler.*shuffle.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        warnings.filterwarnings("ignore", message=".*overridden `transfer_batch_to_device`.*")
         # frozen pretrained blocks stay in eval mode on purpose (BatchNorm statistics)
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
-        trainer.fit(
-            module,
-            make_loader(train_ds, pre, config, shuffle=True),
-            make_loader(valid_ds, pre, config, shuffle=False),
-        )
+        trainer.fit(module, datamodule=data, ckpt_path=str(checkpoint) if resume else None)
     model.eval()
+    group = RankGroup.current(trainer.local_rank)
+    if group is not None:  # each rank met the problems of its own shard
+        for part in group.all_gather(list(module.problems)):
+            module.problems.extend(part)
+    cached = data.cached
     return FitResult(
         epochs=trainer.current_epoch,
         best_epoch=best.best_epoch,
@@ -166,12 +169,25 @@ def fit_model(
                 "encoded": sum(cached[p][col].encoded for p in cached),
                 "reused": sum(cached[p][col].reused for p in cached),
             }
-            for col in cached_cols
+            for col in data.cached_inputs
         },
-        encode_seconds=encode_seconds,
+        encode_seconds=data.encode_seconds,
         epoch_seconds=timer.seconds,
         history=timer.rows,
+        global_rank=trainer.global_rank,
+        world_size=trainer.world_size,
     )
+
+
+def _placement(config: TrainConfig, device: torch.device) -> dict[str, Any]:
+    """The Trainer's devices, nodes and strategy: one process on ``device``, or DDP."""
+    if config.devices * config.num_nodes == 1 and config.strategy == "auto":
+        devices: int | list[int] = [device.index] if device.index is not None else 1
+        return {"devices": devices, "num_nodes": 1, "strategy": "auto"}
+    # find_unused_parameters: a batch may lack a modality (or drop it), leaving its
+    # encoder without gradients in that step
+    strategy = DDPStrategy(find_unused_parameters=True)
+    return {"devices": config.devices, "num_nodes": config.num_nodes, "strategy": strategy}
 
 
 def _encode_progress(column: str, table: str):

@@ -8,12 +8,13 @@ import lightning.pytorch as pl
 import torch
 
 from crossfuse.config import TrainConfig
-from crossfuse.data.problems import ProblemLog
+from crossfuse.data.problems import Problem, ProblemLog
 from crossfuse.models import FusionModel
 from crossfuse.models.transfer import param_groups
 from crossfuse.training.losses import classification_loss, regression_loss
 from crossfuse.training.modality_dropout import drop_modalities
-from crossfuse.training.outputs import TaskOutputs, task_scores, validation_metrics
+from crossfuse.training.outputs import task_scores, validation_metrics
+from crossfuse.training.val_outputs import RowOutputs
 
 
 class FusionModule(pl.LightningModule):
@@ -42,7 +43,14 @@ class FusionModule(pl.LightningModule):
             self.register_buffer(f"class_weights_{name}", w)
         self.label_scales = label_scales or {}
         self.problems = ProblemLog()
-        self._val: dict[str, TaskOutputs] = {}
+        # one collector per task, keyed by position (label names may hold dots)
+        self.val_outputs = torch.nn.ModuleList(RowOutputs() for _ in model.tasks)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["crossfuse_problems"] = self.problems.to_list()  # seen in epoch 1 only
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.problems.extend([Problem(**p) for p in checkpoint.get("crossfuse_problems", [])])
 
     def transfer_batch_to_device(self, batch: dict, device: torch.device, dataloader_idx: int):
         """Move tensors only; the batch's problem records stay plain Python objects."""
@@ -87,24 +95,30 @@ class FusionModule(pl.LightningModule):
         self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["index"]))
         return loss
 
-    def on_validation_epoch_start(self) -> None:
-        self._val = {t.name: TaskOutputs(t.task) for t in self.model.tasks}
-
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         logits = self.model(batch["inputs"])
         loss = self._loss(batch, logits)
-        self.log("val_loss", loss, prog_bar=True, batch_size=len(batch["index"]))
-        for t in self.model.tasks:
-            self._val[t.name].add(
+        self.log("val_loss", loss, prog_bar=True, batch_size=len(batch["index"]), sync_dist=True)
+        self.collect_validation(batch, logits)
+
+    def collect_validation(self, batch: dict, logits: dict[str, torch.Tensor]) -> None:
+        """Keep this batch's scores for the epoch's metrics (gathered over ranks at the end)."""
+        for t, outputs in zip(self.model.tasks, self.val_outputs, strict=True):
+            outputs.update(
                 task_scores(t.task, logits[t.name]),
                 batch["targets"][t.name],
                 batch["target_present"][t.name],
+                batch["index"],
             )
 
     def on_validation_epoch_end(self) -> None:
-        values = validation_metrics(self.model.tasks, self._val, self.label_scales)
-        for key, value in values.items():
-            self.log(key, value, prog_bar=key == "val_score")
+        gathered = {}
+        for t, outputs in zip(self.model.tasks, self.val_outputs, strict=True):
+            gathered[t.name] = outputs.compute()  # every rank gets the whole table's rows
+            outputs.reset()
+        values = validation_metrics(self.model.tasks, gathered, self.label_scales)
+        for key, value in values.items():  # identical on every rank: no further reduction
+            self.log(key, value, prog_bar=key == "val_score", rank_zero_only=False)
 
     def configure_optimizers(self):
         cfg = self.config

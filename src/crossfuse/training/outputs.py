@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 
 from crossfuse.evaluation.metrics import classification_metrics, primary_metric, regression_metrics
@@ -12,26 +10,6 @@ from crossfuse.evaluation.metrics import classification_metrics, primary_metric,
 def task_scores(task: str, logits: torch.Tensor) -> torch.Tensor:
     """Probabilities (B, C) for classification; predictions (B,) for regression."""
     return logits.softmax(dim=-1) if task == "classification" else logits.reshape(-1)
-
-
-@dataclass
-class TaskOutputs:
-    """Scores and targets of one task, accumulated batch by batch (on the CPU)."""
-
-    task: str
-    scores: list[torch.Tensor] = field(default_factory=list)
-    targets: list[torch.Tensor] = field(default_factory=list)
-    present: list[torch.Tensor] = field(default_factory=list)
-
-    def add(self, scores: torch.Tensor, target: torch.Tensor, present: torch.Tensor) -> None:
-        self.scores.append(scores.detach().float().cpu())
-        self.targets.append(target.detach().cpu())
-        self.present.append(present.detach().cpu())
-
-    def cat(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scores and targets of the rows that have a target."""
-        present = torch.cat(self.present)
-        return torch.cat(self.scores)[present], torch.cat(self.targets)[present]
 
 
 def task_metrics(
@@ -49,12 +27,16 @@ def task_metrics(
     return regression_metrics(scores * std + mean, targets.float() * std + mean)
 
 
-def validation_metrics(tasks, outputs: dict[str, TaskOutputs], scales: dict) -> dict[str, float]:
+def validation_metrics(
+    tasks, outputs: dict[str, tuple[torch.Tensor, torch.Tensor]], scales: dict
+) -> dict[str, float]:
     """Flat ``val_<task>_<metric>`` values plus ``val_score`` (the first task's primary metric,
-    negated when lower is better so that higher is always better)."""
+    negated when lower is better so that higher is always better).
+
+    ``outputs`` holds, per task, the scores and targets of the rows with a label."""
     values: dict[str, float] = {}
     for i, t in enumerate(tasks):
-        scores, targets = outputs[t.name].cat()
+        scores, targets = outputs[t.name]
         if len(targets) == 0:
             continue
         metrics = task_metrics(t.task, scores, targets, scale=scales.get(t.name, (0.0, 1.0)))

@@ -1,0 +1,61 @@
+"""fit(run_dir=...) checkpoints every epoch; resume=True continues; only rank 0 saves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crossfuse import FusionPredictor
+from crossfuse.errors import ConfigError
+from crossfuse.training.checkpoint_io import SafeCheckpointIO
+from tests.conftest import TINY_CONFIG
+
+
+def _predictor() -> FusionPredictor:
+    return FusionPredictor(
+        "label", config=TINY_CONFIG, modalities={"score": "ignore"}, progress=False
+    )
+
+
+def test_a_finished_run_resumes_to_the_same_model(toy_table: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    first = _predictor().fit(toy_table, epochs=3, seed=1, run_dir=run)
+    checkpoint = SafeCheckpointIO().load_checkpoint(run / "checkpoints" / "last.safetensors")
+    assert checkpoint["epoch"] == 2 and "optimizer_states" in checkpoint
+    assert any((run / "tensorboard").iterdir())
+    again = _predictor().fit(toy_table, epochs=3, seed=1, run_dir=run, resume=True)
+    assert again.fit_summary_["history"] == first.fit_summary_["history"]
+    assert again.fit_summary_["best_epoch"] == first.fit_summary_["best_epoch"]
+    np.testing.assert_allclose(
+        again.predict_proba(toy_table).to_numpy(), first.predict_proba(toy_table).to_numpy()
+    )
+
+
+def test_resume_without_a_checkpoint_is_refused(toy_table: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        _predictor().fit(toy_table, epochs=1, run_dir=tmp_path / "empty", resume=True)
+
+
+def test_only_rank_zero_writes_the_model_directory(toy_table: Path, tmp_path: Path) -> None:
+    predictor = _predictor().fit(toy_table, epochs=1)
+    assert predictor.is_global_zero and predictor.fit_summary_["processes"] == 1
+    predictor.global_rank_ = 1  # as in the second process of a DDP job
+    assert not predictor.is_global_zero
+    assert predictor.save(tmp_path / "model") == tmp_path / "model"
+    assert not (tmp_path / "model").exists()
+
+
+def test_resume_with_a_changed_table_is_refused(toy_table: Path, tmp_path: Path) -> None:
+    import pandas as pd
+
+    from crossfuse.errors import CrossfuseError
+
+    run = tmp_path / "run"
+    _predictor().fit(toy_table, epochs=1, run_dir=run)
+    changed = pd.read_csv(toy_table).iloc[:-5]
+    changed["picture"] = [str(toy_table.parent / p) for p in changed["picture"]]
+    changed.to_csv(tmp_path / "changed.csv", index=False)
+    with pytest.raises(CrossfuseError, match="training table changed"):
+        _predictor().fit(tmp_path / "changed.csv", epochs=1, run_dir=run, resume=True)

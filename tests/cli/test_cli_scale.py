@@ -1,0 +1,128 @@
+"""`crossfuse train` at scale: two DDP processes (gloo on CPU), and a killed run resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from crossfuse.training.checkpoint_io import SafeCheckpointIO
+from tests.conftest import TINY_CONFIG, make_toy_table
+
+
+def start(*args: str, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "crossfuse", *args, "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"},
+    )
+
+
+def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
+    stdout, stderr = proc.communicate(timeout=300)
+    return proc.returncode, stdout, stderr
+
+
+def recipe(folder: Path, rows: int, **train) -> Path:
+    make_toy_table(folder / "data", n=rows)
+    cfg = json.loads(json.dumps(TINY_CONFIG))
+    cfg["model"]["encoders"]["image"]["finetune"] = "frozen"  # read from the embedding cache
+    cfg["train"].update({"cache_dir": str(folder / "cache"), **train})
+    cfg.update(label="label", train_table="data/toy.csv", modalities={"score": "ignore"})
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def fit_summary(model: Path) -> dict:
+    return json.loads((model / "crossfuse.json").read_text())["fit_summary"]
+
+
+def valid_metrics(model: Path) -> dict:
+    return json.loads((model / "metrics.json").read_text())["valid"]["tasks"]["label"]
+
+
+def test_two_ddp_processes_match_one_and_write_one_model(tmp_path: Path) -> None:
+    rcp = recipe(tmp_path, rows=240, epochs=5)
+    one = start("train", "-c", str(rcp), "--out", "one", cwd=tmp_path)
+    two = start(
+        "train", "-c", str(rcp), "--out", "two", "--devices", "2", "--strategy", "ddp",
+        cwd=tmp_path,
+    )  # fmt: skip
+    (rc1, _, err1), (rc2, out2, err2) = finish(one), finish(two)
+    assert rc1 == 0, err1
+    assert rc2 == 0, err2
+    assert out2.count("model written to") == 1  # rank 1 trained but wrote nothing
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "cache", "data", "one", "recipe.yaml", "two",
+    ]  # fmt: skip
+    s1, s2 = fit_summary(tmp_path / "one"), fit_summary(tmp_path / "two")
+    assert (s1["processes"], s2["processes"]) == (1, 2)
+    assert s1["valid_rows"] == s2["valid_rows"] == 36
+    m1, m2 = valid_metrics(tmp_path / "one"), valid_metrics(tmp_path / "two")
+    assert m1["accuracy"] >= 0.8 and m2["accuracy"] >= 0.8
+    assert abs(m1["accuracy"] - m2["accuracy"]) <= 0.1
+    # the validation score gathered over both ranks (torchmetrics) is the whole
+    # validation table's: it equals scoring the restored best weights on every row
+    best = s2["history"][s2["best_epoch"]]["valid_metric"]
+    assert best == pytest.approx(m2["accuracy"], abs=1e-6)
+    # the frozen image input was encoded once per distinct image, shared by the ranks
+    assert sum(s["cache"]["picture"]["encoded"] for s in (s1, s2)) == 240
+    assert s2["cache"]["picture"]["encoded"] + s2["cache"]["picture"]["reused"] == 240
+
+
+def test_a_killed_run_resumes_to_the_same_metrics(tmp_path: Path) -> None:
+    rcp = recipe(tmp_path, rows=480, epochs=4, batch_size=8, modality_dropout=0.2)
+    victim = start("train", "-c", str(rcp), "--out", "killed", "--run-dir", "run", cwd=tmp_path)
+    reference = start("train", "-c", str(rcp), "--out", "whole", cwd=tmp_path)
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.safetensors"
+    epoch = -1
+    deadline = time.monotonic() + 240
+    while epoch < 1 and victim.poll() is None and time.monotonic() < deadline:
+        if checkpoint.exists():
+            epoch = SafeCheckpointIO().load_checkpoint(checkpoint)["epoch"]
+        time.sleep(0.02)
+    time.sleep(0.3)  # into the next epoch
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait() == -signal.SIGKILL  # killed mid-run, not finished
+    assert not (tmp_path / "killed").exists()
+    assert SafeCheckpointIO().load_checkpoint(checkpoint)["epoch"] < 3
+    rc, _, err = finish(start("train", "--resume", "run", cwd=tmp_path))
+    assert rc == 0, err
+    rc, _, err = finish(reference)
+    assert rc == 0, err
+    resumed, whole = fit_summary(tmp_path / "killed"), fit_summary(tmp_path / "whole")
+    assert resumed["epochs"] == whole["epochs"] == 4
+    assert resumed["best_epoch"] == whole["best_epoch"]
+    for a, b in zip(resumed["history"], whole["history"], strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-5)
+        assert a["valid_loss"] == pytest.approx(b["valid_loss"], abs=1e-5)
+    m_resumed, m_whole = valid_metrics(tmp_path / "killed"), valid_metrics(tmp_path / "whole")
+    for key in ("accuracy", "f1_macro", "log_loss"):
+        assert m_resumed[key] == pytest.approx(m_whole[key], abs=1e-5)
+
+
+def test_resume_errors_are_one_line(tmp_path: Path) -> None:
+    rc, _, err = finish(start("train", "--resume", "nowhere", cwd=tmp_path))
+    assert rc == 2 and "not a run directory" in err and "Traceback" not in err
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text(
+        json.dumps({"train_table": "t.csv", "label": ["label"], "run_dir": "run"})
+    )
+    make_toy_table(tmp_path, n=40)
+    (tmp_path / "t.csv").write_text((tmp_path / "toy.csv").read_text())
+    rc, _, err = finish(start("train", "--resume", "run", cwd=tmp_path))
+    assert rc == 2 and "nothing to resume" in err and "Traceback" not in err
+    (tmp_path / "run" / "run.json").write_text(json.dumps({"train_tabel": "t.csv"}))
+    rc, _, err = finish(start("train", "--resume", "run", cwd=tmp_path))
+    assert rc == 2 and "unknown entry 'train_tabel'" in err
