@@ -87,10 +87,14 @@ class History(pl.Callback):
         metrics = trainer.callback_metrics
         first = pl_module.model.tasks[0]
         name, mode = primary_metric(first.task)
+        train_loss = sum(self._losses) / len(self._losses) if self._losses else None
+        if trainer.world_size > 1:  # the mean over every rank's batches, not rank 0's alone
+            mean = torch.tensor(-1.0 if train_loss is None else train_loss, device=pl_module.device)
+            train_loss = float(trainer.strategy.reduce(mean, reduce_op="mean"))
         self.rows.append(
             {
                 "epoch": trainer.current_epoch + 1,
-                "train_loss": sum(self._losses) / len(self._losses) if self._losses else None,
+                "train_loss": train_loss,
                 "valid_loss": _number(metrics.get("val_loss")),
                 "valid_metric": _number(metrics.get(f"val_{first.name}_{name}")),
                 "metric": name,

@@ -70,7 +70,6 @@ class FusionDataModule(pl.LightningDataModule):
     def setup(self, stage: str) -> None:
         if self.datasets:
             return
-        trainer = self.trainer
         rank, world = self._place()
         if len(self.tables["valid"]) < world:
             raise ConfigError(
@@ -79,6 +78,7 @@ class FusionDataModule(pl.LightningDataModule):
             )
         start = time.perf_counter()
         if self.cached_inputs:
+            trainer = self.trainer
             device = trainer.strategy.root_device if trainer else torch.device("cpu")
             group = RankGroup.current(trainer.local_rank) if trainer else None
             for part, table in self.tables.items():
