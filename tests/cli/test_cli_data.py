@@ -47,6 +47,7 @@ def test_the_app_has_the_documented_commands() -> None:
         "demo",
         "datasets build demo",
         "datasets build av-mnist",
+        "datasets build shards",
         "report",
         "compare",
         "distill",

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from crossfuse.data.media import is_missing, resolve_media_path
+from crossfuse.data.media import is_missing, resolve_media
 from crossfuse.errors import CellError, ConfigError
 
 FORMAT_VERSION = 1  # bump when the stored feature layout changes: old namespaces go stale
@@ -56,7 +56,8 @@ def cell_key(cell: Any, *, modality: str, base_dir: Path | None) -> str | None:
         inner = _array_key(cell[0])
         return None if inner is None else _sha256(f"wave|{cell[1]}|{inner}".encode())
     try:
-        return file_digest(resolve_media_path(cell, base_dir))
+        source = resolve_media(cell, base_dir)  # a file, or a tar shard member's bytes
+        return _sha256(source) if isinstance(source, bytes) else file_digest(source)
     except (CellError, OSError, ValueError):
         return None
 

@@ -14,7 +14,7 @@ import typer
 
 from crossfuse.cli.analysis_cmds import compare, report
 from crossfuse.cli.common import err, out
-from crossfuse.cli.datasets_cmd import datasets_app
+from crossfuse.cli.datasets_cmd import build_app, datasets_app
 from crossfuse.cli.distill_cmd import distill
 from crossfuse.cli.export_cmd import export
 from crossfuse.cli.features_cmd import features
@@ -22,6 +22,7 @@ from crossfuse.cli.feedback_cmds import feedback_app, refine, rollback
 from crossfuse.cli.inspect_cmd import inspect
 from crossfuse.cli.model_cmds import embed, evaluate, predict
 from crossfuse.cli.serve_cmd import serve
+from crossfuse.cli.shards_cmd import build_shards_cmd
 from crossfuse.cli.train_cmd import train
 from crossfuse.errors import CrossfuseError
 
@@ -45,6 +46,7 @@ app.command()(export)
 app.command()(serve)
 app.command()(refine)
 app.command()(rollback)
+build_app.command("shards")(build_shards_cmd)
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(feedback_app, name="feedback")
 

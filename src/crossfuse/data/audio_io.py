@@ -12,7 +12,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from crossfuse.data.media import resolve_media_path
+from crossfuse.data.media import media_name, resolve_media
 from crossfuse.errors import CellError
 
 
@@ -54,7 +54,7 @@ def decode_audio(source: str | Path | bytes | bytearray | memoryview) -> tuple[n
         CellError: undecodable content, a truncated WAV, no samples, or non-finite values.
     """
     is_path = isinstance(source, (str, Path))
-    where = str(source) if is_path else None
+    where = media_name(source)  # a path, a shard member's shard::member, or None
     try:
         if is_path:
             with open(source, "rb") as f:
@@ -154,4 +154,4 @@ def load_audio_cell(cell: Any, base_dir: Path | None = None) -> tuple[np.ndarray
         if len(cell) == 0:
             raise CellError("audio bytes are empty")
         return decode_audio(cell)
-    return decode_audio(resolve_media_path(cell, base_dir))
+    return decode_audio(resolve_media(cell, base_dir))

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from crossfuse.data.image import decode_image
-from crossfuse.data.media import resolve_media_path
+from crossfuse.data.media import resolve_media
 from crossfuse.data.processor import (
     ColumnProcessor,
     ReloadsAfterPickling,
@@ -101,7 +101,7 @@ class HFImageProcessor(ReloadsAfterPickling, ColumnProcessor):
             CellError: the file is missing/empty or cannot be decoded.
         """
         if not isinstance(cell, (bytes, bytearray, memoryview, Image.Image, np.ndarray)):
-            cell = resolve_media_path(cell, base_dir)
+            cell = resolve_media(cell, base_dir)
         x = self._pixels(decode_image(cell, channels=3))  # (C, H, W)
         shape = self.output_shape
         if tuple(x.shape) != shape:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from crossfuse.data.media import resolve_media_path
+from crossfuse.data.media import media_name, resolve_media
 from crossfuse.data.processor import ColumnProcessor, register_processor, stack_fixed
 from crossfuse.errors import CellError, ConfigError
 
@@ -107,7 +107,7 @@ def decode_image(source: Any, channels: int = 3) -> Image.Image:
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
-    file = str(source) if isinstance(source, (str, Path)) else None
+    file = media_name(source)  # a path, a shard member's shard::member, or None
     try:
         if isinstance(source, np.ndarray):
             img = _from_array(source)
@@ -266,7 +266,7 @@ class ImageProcessor(ColumnProcessor):
         """
         cfg = self.config
         if not isinstance(cell, (bytes, bytearray, memoryview, Image.Image, np.ndarray)):
-            cell = resolve_media_path(cell, base_dir)
+            cell = resolve_media(cell, base_dir)
         img = decode_image(cell, cfg.channels)
         augment = train and cfg.augment
         if augment:

@@ -1,4 +1,8 @@
-"""Resolving media cells (file paths) to files, with reasons when they cannot be used."""
+"""Resolving media cells (file paths or tar shard references) to their content.
+
+A cell is a file path (relative to the table's folder) or, for tables read from tar
+shards, a ``<shard>.tar::<member>`` reference (:mod:`crossfuse.data.shard_members`).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from crossfuse.data.shard_members import MemberBytes, parse_shard_ref, read_member
 from crossfuse.errors import CellError
 
 
@@ -45,3 +50,29 @@ def resolve_media_path(cell: Any, base_dir: Path | None) -> Path:
     if path.stat().st_size == 0:
         raise CellError("file is empty (0 bytes)", file=str(path))
     return path
+
+
+def resolve_media(cell: Any, base_dir: Path | None) -> Path | bytes:
+    """A media cell's content: the bytes of a tar shard member, else an existing file.
+
+    A ``<shard>.tar::<member>`` reference reads that one member (the shard is indexed
+    once per process); any other cell behaves as :func:`resolve_media_path`.
+
+    Raises:
+        CellError: the cell is empty, the file does not exist or is empty, or the shard
+            is missing/unreadable or lacks the member, or the member is empty or cut
+            short (naming the shard and the member).
+    """
+    ref = parse_shard_ref(cell)
+    if ref is not None:
+        return read_member(ref, base_dir)
+    return resolve_media_path(cell, base_dir)
+
+
+def media_name(source: Any) -> str | None:
+    """Where decoded content came from, for error messages: a path, ``shard::member``, or None."""
+    if isinstance(source, str | Path):
+        return str(source)
+    if isinstance(source, MemberBytes):
+        return source.source
+    return None

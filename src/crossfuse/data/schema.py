@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from crossfuse.data.magic import sniff
-from crossfuse.errors import SchemaError
+from crossfuse.data.shard_members import KEY_COLUMN, parse_shard_ref, read_member
+from crossfuse.errors import CellError, SchemaError
 
 
 class Modality(StrEnum):
@@ -166,6 +167,8 @@ def infer_schema(
 
 def infer_column(values: pd.Series, name: str, base_dir: Path | None) -> tuple[Modality, str]:
     """The modality of one column and the reason for it."""
+    if name == KEY_COLUMN:
+        return Modality.IGNORE, "sample key of tar shards (an identifier)"
     cells = values.dropna()
     if cells.dtype == object or pd.api.types.is_string_dtype(cells.dtype):
         cells = cells[cells.astype(str).str.strip() != ""]
@@ -232,7 +235,7 @@ def _media_by_extension(strings: pd.Series) -> tuple[Modality, str] | None:
 
 
 def _media_by_content(strings: pd.Series, base_dir: Path | None) -> tuple[Modality, str] | None:
-    """Sniff up to 20 existing files for image/audio magic bytes."""
+    """Sniff up to 20 existing files (or tar shard members) for image/audio magic bytes."""
     votes: dict[Modality, int] = {}
     checked = 0
     for cell in strings.head(20):
@@ -240,10 +243,15 @@ def _media_by_content(strings: pd.Series, base_dir: Path | None) -> tuple[Modali
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
         try:
-            if len(cell) > 4096 or not path.is_file():
+            if len(cell) > 4096:
                 continue
-            head = path.open("rb").read(16)
-        except OSError:
+            if (ref := parse_shard_ref(cell)) is not None:
+                head = read_member(ref, base_dir, limit=16)
+            elif not path.is_file():
+                continue
+            else:
+                head = path.open("rb").read(16)
+        except (OSError, CellError):
             continue
         checked += 1
         kind = sniff(head)

@@ -1,7 +1,8 @@
 """Reading a table in row chunks, so prediction over a file larger than memory stays flat.
 
-CSV/TSV are read with pandas' chunked reader, JSONL line by line and Parquet by record
-batches; a JSON list (one document) and in-memory tables are sliced. Every chunk is a
+CSV/TSV are read with pandas' chunked reader, JSONL line by line, Parquet by record
+batches and tar shards one shard's headers at a time; a JSON list (one document) and
+in-memory tables are sliced. Every chunk is a
 :class:`~crossfuse.data.table.Table` whose media paths resolve against the file's folder.
 """
 
@@ -35,6 +36,11 @@ def iter_table(source: TableLike, *, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> It
         for start in range(0, len(table), chunk_rows):
             part = table.df.iloc[start : start + chunk_rows].reset_index(drop=True)
             yield Table(part, table.base_dir, table.name)
+        return
+    from crossfuse.data.shards import is_shard_source, iter_shards  # shards import Table
+
+    if is_shard_source(source):
+        yield from iter_shards(source, chunk_rows)
         return
     path = Path(source).expanduser()
     kind = SUFFIXES.get(path.suffix.lower())

@@ -46,7 +46,9 @@ def read_table(source: TableLike, *, base_dir: str | Path | None = None) -> Tabl
     """Read ``source`` into a :class:`Table` with a fresh 0..N-1 index.
 
     Args:
-        source: a file path (format from its suffix), a DataFrame or a Table.
+        source: a file path (format from its suffix), a DataFrame, a Table, or tar
+            shards: a ``.tar`` file, a folder of them or a brace pattern such as
+            ``shards/train-{000..009}.tar`` (see :mod:`crossfuse.data.shards`).
         base_dir: overrides the folder media paths are relative to (for a DataFrame the
             default is the current directory).
     """
@@ -55,11 +57,18 @@ def read_table(source: TableLike, *, base_dir: str | Path | None = None) -> Tabl
     if isinstance(source, pd.DataFrame):
         folder = Path(base_dir) if base_dir is not None else Path.cwd()
         return Table(source.reset_index(drop=True), folder, "<DataFrame>")
+    from crossfuse.data.shards import is_shard_source, read_shards  # shards import Table
+
+    if is_shard_source(source):
+        return read_shards(source, base_dir=base_dir)
     path = Path(source).expanduser()
     if not path.exists():
         raise TableError(f"table {path} not found")
     if path.is_dir():
-        raise TableError(f"table {path} is a directory; give a .csv, .tsv, .jsonl or .parquet file")
+        raise TableError(
+            f"table {path} is a directory; give a .csv, .tsv, .jsonl or .parquet file "
+            "or a folder of .tar shards"
+        )
     kind = SUFFIXES.get(path.suffix.lower())
     if kind is None:
         raise TableError(

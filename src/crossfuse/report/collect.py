@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from crossfuse import __version__
-from crossfuse.data.media import is_missing, resolve_media_path
+from crossfuse.data.media import is_missing, resolve_media
 from crossfuse.data.table import Table
 from crossfuse.encoders import DEFAULT_ENCODERS
 from crossfuse.errors import CellError
@@ -159,9 +159,7 @@ def _thumbnail(cell: Any, base_dir: Path | None) -> bytes | None:
     from crossfuse.data.image import decode_image
 
     try:
-        source = (
-            cell if isinstance(cell, (bytes, np.ndarray)) else resolve_media_path(cell, base_dir)
-        )
+        source = cell if isinstance(cell, (bytes, np.ndarray)) else resolve_media(cell, base_dir)
         img = decode_image(source, channels=3)
     except CellError:
         return None

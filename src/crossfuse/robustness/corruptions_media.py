@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from crossfuse.data.image import decode_image
-from crossfuse.data.media import resolve_media_path
+from crossfuse.data.media import resolve_media
 
 OCCLUSION_FILL = 128  # mid-grey of the occlusion patch
 SILENT_NOISE_RMS = 0.01  # white-noise RMS for a silent channel (no power to set an SNR from)
@@ -41,7 +41,7 @@ def load_image_pixels(cell: Any, base_dir: Path | None = None) -> np.ndarray:
         CellError: the cell is empty, the file is missing, or it cannot be decoded.
     """
     if not isinstance(cell, _IN_MEMORY):
-        cell = resolve_media_path(cell, base_dir)
+        cell = resolve_media(cell, base_dir)
     channels = 1 if _single_channel(cell) else 3
     return np.array(decode_image(cell, channels), dtype=np.uint8)  # (H, W) or (H, W, 3)
 
