@@ -5,14 +5,17 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 
-def atomic_write(target: str | Path, data: str | bytes, *, prefix: str | None = None) -> Path:
-    """Write ``data`` to a temp file beside ``target``, fsync it, then rename it into place.
+@contextlib.contextmanager
+def atomic_file(target: str | Path, *, prefix: str | None = None) -> Iterator[BinaryIO]:
+    """A binary file to write that appears at ``target`` only when the block ends cleanly.
 
-    The temp file is named ``<prefix><random>.tmp`` (default prefix ``.<name>.``) and is
-    removed if anything fails. Text is written as UTF-8. Returns ``target``.
+    It is a temp file beside ``target`` (``<prefix><random>.tmp``, default prefix
+    ``.<name>.``), fsynced and renamed into place on exit, and removed if anything fails.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -21,7 +24,7 @@ def atomic_write(target: str | Path, data: str | bytes, *, prefix: str | None = 
     )
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
@@ -30,4 +33,10 @@ def atomic_write(target: str | Path, data: str | bytes, *, prefix: str | None = 
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    return target
+
+
+def atomic_write(target: str | Path, data: str | bytes, *, prefix: str | None = None) -> Path:
+    """Write ``data`` (text as UTF-8) to ``target`` atomically (see :func:`atomic_file`)."""
+    with atomic_file(target, prefix=prefix) as f:
+        f.write(data.encode("utf-8") if isinstance(data, str) else data)
+    return Path(target)

@@ -11,12 +11,10 @@ written to a temporary file beside it and renamed into place when complete.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
 import tarfile
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from crossfuse.atomic import atomic_file
 from crossfuse.data.media import is_missing, resolve_media
 from crossfuse.data.problems import Problem
 from crossfuse.data.schema import Modality, infer_column
@@ -136,20 +135,12 @@ def _holds_media(chunk: Table, column: str) -> bool:
 
 def _write_shard(target: Path, chunk: Table, result: ShardWriteResult) -> None:
     """Write one shard to a temp file beside ``target`` and rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                for i, row in enumerate(chunk.df.to_dict("records")):
-                    _write_sample(tar, f"{result.rows + i:06d}", row, chunk, result)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with (
+        atomic_file(target) as f,
+        tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for i, row in enumerate(chunk.df.to_dict("records")):
+            _write_sample(tar, f"{result.rows + i:06d}", row, chunk, result)
 
 
 def _write_sample(
