@@ -158,7 +158,9 @@ class FusionPredictor:
             "processes": result.world_size,
         }
         self.fingerprint_ = fingerprint(train_table.df)
-        self.metrics_ = {"valid": evaluate_model(model, pre, valid_part)}
+        self.metrics_ = {
+            "valid": evaluate_model(model, pre, valid_part, cached=result.cached_valid)
+        }
         return self
 
     def distill(

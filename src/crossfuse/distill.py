@@ -247,7 +247,7 @@ def distill_predictor(
         },
     }
     student.fingerprint_ = fingerprint(table.df)
-    student.metrics_ = {"valid": evaluate_model(model, pre, valid_part)}
+    student.metrics_ = {"valid": evaluate_model(model, pre, valid_part, cached=result.cached_valid)}
     return student
 
 

@@ -59,3 +59,36 @@ def test_resume_with_a_changed_table_is_refused(toy_table: Path, tmp_path: Path)
     changed.to_csv(tmp_path / "changed.csv", index=False)
     with pytest.raises(CrossfuseError, match="training table changed"):
         _predictor().fit(tmp_path / "changed.csv", epochs=1, run_dir=run, resume=True)
+
+
+def test_final_validation_reads_frozen_features_from_the_cache(
+    toy_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import crossfuse.api as api
+    from crossfuse.encoders.image import ImageCNNEncoder
+
+    calls = {"fit": 0, "evaluate": 0}
+    phase = {"now": "fit"}
+    forward = ImageCNNEncoder.forward
+
+    def counting(self, batch):
+        calls[phase["now"]] += 1
+        return forward(self, batch)
+
+    evaluate_model = api.evaluate_model
+
+    def evaluating(*args, **kwargs):
+        phase["now"] = "evaluate"
+        return evaluate_model(*args, **kwargs)
+
+    monkeypatch.setattr(ImageCNNEncoder, "forward", counting)
+    monkeypatch.setattr(api, "evaluate_model", evaluating)
+    config = json.loads(json.dumps(TINY_CONFIG))
+    config["model"]["encoders"]["image"]["finetune"] = "frozen"
+    config["train"]["cache_dir"] = str(tmp_path / "cache")
+    p = FusionPredictor("label", config=config, modalities={"score": "ignore"}, progress=False)
+    p.fit(toy_table, epochs=1)
+    assert calls["fit"] > 0 and calls["evaluate"] == 0  # encoded once, into the cache
+    assert p.metrics_["valid"]["rows"] == p.fit_summary_["valid_rows"]

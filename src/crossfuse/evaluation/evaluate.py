@@ -53,16 +53,20 @@ def evaluate_model(
     ablate: bool = False,
     batch_size: int = 64,
     strict: bool = False,
+    cached: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Metrics of ``model`` on ``table``.
 
     With ``ablate=True`` the model is also scored with every input removed in turn
     (masked absent, as if that modality were missing in every row) and with each
-    input alone, so each modality's contribution can be read off.
+    input alone, so each modality's contribution can be read off. ``cached`` gives
+    inputs whose features are read from the embedding cache (as in training).
     """
     from crossfuse.evaluation.streaming import evaluate_stream  # it builds on this module
 
-    return evaluate_stream(model, pre, [table], ablate=ablate, batch_size=batch_size, strict=strict)
+    return evaluate_stream(
+        model, pre, [table], ablate=ablate, batch_size=batch_size, strict=strict, cached=cached
+    )
 
 
 def ablation_variants(names: Sequence[str]) -> dict[Variant, KeepFn]:

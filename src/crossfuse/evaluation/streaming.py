@@ -48,21 +48,28 @@ def evaluate_stream(
     ablate: bool = False,
     batch_size: int = 64,
     strict: bool = False,
+    cached: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Metrics of ``model`` over consecutive row ``chunks`` of one labelled table.
 
     Returns the same dict as ``evaluate_model`` on the concatenated table: ``rows``,
     ``tasks``, ``inputs_present``, ``problems`` and, with ``ablate=True``, ``ablation``
-    (each chunk is decoded once and reused for every ablation variant).
+    (each chunk is decoded once and reused for every ablation variant). ``cached``
+    (input → :class:`~crossfuse.training.cached_inputs.CachedColumn` of a single
+    table) reads those inputs' frozen-encoder features from the embedding cache.
     """
     variants = ablation_variants(model.input_names) if ablate else {}
     kept: dict[Variant, list[Inference]] = {FULL: [], **{v: [] for v in variants}}
     problems = ProblemTally()
     rows = 0
     for chunk in chunks:
+        if cached and rows:
+            raise ValueError("evaluate_stream: cached features cover a single table only")
         with _table_rows(rows):
-            dataset = FusionDataset(chunk, pre, labels=True, strict=strict)
-            loader = DataLoader(dataset, batch_size=batch_size, collate_fn=Collator(pre))
+            dataset = FusionDataset(chunk, pre, labels=True, strict=strict, cached=cached)
+            loader = DataLoader(
+                dataset, batch_size=batch_size, collate_fn=Collator(pre, dataset.cached)
+            )
             batches = list(loader) if ablate else loader  # decode once, reuse per variant
             full = run_inference(model, pre, chunk, labels=True, loader=batches)
         problems.add(full.problems, row_offset=rows)

@@ -47,6 +47,7 @@ class FitResult:
     encode_seconds: float = 0.0  # time spent filling the embedding cache before epoch 1
     epoch_seconds: list[float] = field(default_factory=list)  # per epoch, validation included
     history: list[dict] = field(default_factory=list)  # per epoch: losses and validation score
+    cached_valid: dict = field(default_factory=dict)  # input → CachedColumn of the valid rows
     global_rank: int = 0  # this process's rank in a DDP job (0 when alone)
     world_size: int = 1  # processes that trained together
 
@@ -174,6 +175,7 @@ def fit_model(
         encode_seconds=data.encode_seconds,
         epoch_seconds=timer.seconds,
         history=timer.rows,
+        cached_valid=cached["valid"],
         global_rank=trainer.global_rank,
         world_size=trainer.world_size,
     )
