@@ -245,12 +245,14 @@ def _media_by_content(strings: pd.Series, base_dir: Path | None) -> tuple[Modali
         try:
             if len(cell) > 4096:
                 continue
+            head: bytes
             if (ref := parse_shard_ref(cell)) is not None:
-                head = read_member(ref, base_dir, limit=16)
+                head = bytes(read_member(ref, base_dir, limit=16))
             elif not path.is_file():
                 continue
             else:
-                head = path.open("rb").read(16)
+                with path.open("rb") as f:
+                    head = f.read(16)
         except (OSError, CellError):
             continue
         checked += 1
