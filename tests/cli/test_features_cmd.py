@@ -19,7 +19,7 @@ from crossfuse.cli.model_cmds import evaluate
 from crossfuse.errors import ConfigError
 from crossfuse.evaluation.streaming import count_rows
 from tests.conftest import TINY_CONFIG, make_toy_table
-from tests.evaluation.test_streaming import assert_close
+from tests.evaluation.test_streaming import assert_close, chunk_sizes_seen
 
 cli_app = importlib.import_module("crossfuse.cli.app")  # the package re-exports `app`
 
@@ -135,14 +135,7 @@ def test_extract_embedding_streams_into_a_memmap(
     predictor, toy, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     whole = predictor.extract_embedding(toy)
-    seen: list[int] = []
-    real = streaming.run_inference
-
-    def spy(model, pre, table, **kw):
-        seen.append(len(table))
-        return real(model, pre, table, **kw)
-
-    monkeypatch.setattr(streaming, "run_inference", spy)
+    seen = chunk_sizes_seen(monkeypatch)
     parquet = toy.with_suffix(".parquet")
     written = predictor.extract_embedding(parquet, chunk_rows=8, out=tmp_path / "e.npy")
     assert isinstance(written, np.memmap) and not written.flags.writeable

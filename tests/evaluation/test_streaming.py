@@ -39,6 +39,19 @@ def assert_close(a: Any, b: Any, where: str = "") -> None:
         assert a == b, where
 
 
+def chunk_sizes_seen(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Spy on streamed inference: the list fills with the row count of every chunk run."""
+    seen: list[int] = []
+    real = streaming.run_inference
+
+    def spy(model: Any, pre: Any, table: Table, **kw: Any) -> Any:
+        seen.append(len(table))
+        return real(model, pre, table, **kw)
+
+    monkeypatch.setattr(streaming, "run_inference", spy)
+    return seen
+
+
 @pytest.fixture(scope="module")
 def tables(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The toy table with empty cells, missing files and unlabelled rows, in three formats."""
@@ -110,14 +123,7 @@ def test_chunks_handed_to_inference_never_exceed_chunk_rows(
     tables: dict[str, Path],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    seen: list[int] = []
-    real = streaming.run_inference
-
-    def spy(model, pre, table, **kw):
-        seen.append(len(table))
-        return real(model, pre, table, **kw)
-
-    monkeypatch.setattr(streaming, "run_inference", spy)
+    seen = chunk_sizes_seen(monkeypatch)
     monkeypatch.setattr("crossfuse.api.read_table", None)  # the whole table is never read
     monkeypatch.setattr("crossfuse.data.stream.read_table", None)
     predictors["multitask"].evaluate(tables["parquet"], ablate=True, chunk_rows=7)
