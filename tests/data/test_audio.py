@@ -99,6 +99,18 @@ def test_resample_keeps_pitch_and_length(orig_sr):
     assert np.abs(out[1000:-1000]).max() == pytest.approx(0.5, abs=0.01)  # amplitude kept
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_resample_equals_scipy_default_filter(dtype):
+    # resample() designs the anti-aliasing filter once per rate pair; the result must be
+    # bit-identical to resample_poly designing it on every call, across several pairs.
+    from scipy.signal import resample_poly
+
+    x = np.random.default_rng(0).standard_normal((2, 4321)).astype(dtype)
+    for orig_sr, up, down in [(8000, 2, 1), (44100, 160, 441), (22050, 320, 441), (8000, 2, 1)]:
+        expected = resample_poly(x, up, down, axis=-1).astype(np.float32)
+        assert np.array_equal(resample(x, orig_sr, SR), expected)
+
+
 def test_resample_same_rate_is_identity():
     x = sine()
     assert np.array_equal(resample(x, SR, SR), x)

@@ -7,6 +7,7 @@ scale. Everything works on any leading batch shape and in float32 or float64.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -152,7 +153,7 @@ def power_spectrogram(wave: torch.Tensor, cfg: MelConfig) -> torch.Tensor:
             f"(reflect padding needs more than {cfg.n_fft // 2} samples)"
         )
     win_length = cfg.win_length or cfg.n_fft
-    window = torch.hann_window(win_length, periodic=True, dtype=wave.dtype, device=wave.device)
+    window = _hann_window(win_length, wave.dtype).to(wave.device)
     lead = wave.shape[:-1]
     flat = wave.reshape(-1, n_samples)  # (B, n_samples)
     spec = torch.stft(
@@ -187,16 +188,31 @@ def power_to_log(mel: torch.Tensor, cfg: MelConfig) -> torch.Tensor:
 def mel_power_spectrogram(wave: torch.Tensor, cfg: MelConfig) -> torch.Tensor:
     """Mel power spectrogram of ``wave (..., n_samples)`` → ``(..., n_mels, frames)``."""
     power = power_spectrogram(wave, cfg)  # (..., F, T)
-    fb = mel_filterbank(
-        cfg.sample_rate,
-        cfg.n_fft,
-        cfg.n_mels,
-        cfg.f_min,
-        cfg.f_max,
-        cfg.mel_scale,
-        dtype=wave.dtype,
+    fb = _shared_filterbank(
+        cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.f_min, cfg.f_max, cfg.mel_scale, wave.dtype
     ).to(wave.device)  # (F, M)
     return torch.matmul(fb.T, power)  # (M, F) @ (..., F, T) → (..., M, T)
+
+
+# Clip-by-clip preprocessing asks for the same window and filters for every clip;
+# building them each time cost about as much as the STFT itself. The cached tensors
+# are only read (stft, matmul), never written.
+@functools.lru_cache(maxsize=32)
+def _hann_window(win_length: int, dtype: torch.dtype) -> torch.Tensor:
+    return torch.hann_window(win_length, periodic=True, dtype=dtype)
+
+
+@functools.lru_cache(maxsize=32)
+def _shared_filterbank(
+    sample_rate: int,
+    n_fft: int,
+    n_mels: int,
+    f_min: float,
+    f_max: float | None,
+    mel_scale: str,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    return mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max, mel_scale, dtype=dtype)
 
 
 def log_mel_spectrogram(wave: torch.Tensor, cfg: MelConfig | None = None) -> torch.Tensor:
