@@ -22,7 +22,7 @@ from crossfuse.data.schema import Schema, infer_schema
 from crossfuse.data.split import split_train_valid
 from crossfuse.data.table import Table, TableLike, read_table
 from crossfuse.device import resolve_device
-from crossfuse.errors import CrossfuseError, ModelDirError
+from crossfuse.errors import ConfigError, CrossfuseError, ModelDirError
 from crossfuse.evaluation.evaluate import evaluate_model
 from crossfuse.evaluation.explain import explain_rows
 from crossfuse.model_dir import TB_DIR, fingerprint, read_model_dir, write_model_dir
@@ -96,6 +96,7 @@ class FusionPredictor:
         strategy: str | None = None,
         run_dir: str | Path | None = None,
         resume: bool = False,
+        checkpoint_every: int | None = None,
     ) -> FusionPredictor:
         """Train on ``train``; ``valid`` (or a stratified part of it) selects the best epoch.
 
@@ -109,16 +110,26 @@ class FusionPredictor:
                 RNG, epoch/step) and the TensorBoard logs in this folder.
             resume: continue the interrupted run in ``run_dir`` from its last checkpoint
                 (give the same tables and settings as the first call).
+            checkpoint_every: with ``run_dir``, also checkpoint every this many optimizer
+                steps inside an epoch, so a resumed run redoes at most that many batches
+                (``train.checkpoint_every`` in the config).
         """
         from crossfuse.training.fit import fit_model
 
+        if checkpoint_every is not None and run_dir is None:
+            raise ConfigError("checkpoint_every needs a run directory (run_dir / --run-dir)")
         config, schema, train_table, train_part, valid_part, pre, model = self._prepare(
             train,
             valid,
             epochs,
             time_limit,
             seed,
-            placement={"devices": devices, "num_nodes": num_nodes, "strategy": strategy},
+            placement={
+                "devices": devices,
+                "num_nodes": num_nodes,
+                "strategy": strategy,
+                "checkpoint_every": checkpoint_every,
+            },
         )
         if run_dir is not None:
             _check_run_data(Path(run_dir), fingerprint(train_table.df), resume)
@@ -248,8 +259,8 @@ class FusionPredictor:
         For distillation: ``task`` and ``overrides`` replace ``problem_type`` and
         ``modalities``; ``split`` holds out the validation part when ``valid`` is None;
         ``fit_labels(pre, train_part)`` sets the label encoders instead of fitting them
-        on the training part. ``placement`` overrides ``train.devices``, ``num_nodes`` and
-        ``strategy``.
+        on the training part. ``placement`` overrides ``train.devices``, ``num_nodes``,
+        ``strategy`` and ``checkpoint_every`` (None values leave the config's).
         """
         import lightning.pytorch as pl
 

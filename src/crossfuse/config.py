@@ -193,6 +193,8 @@ class TrainConfig:
     devices: int = 1  # processes (GPUs, or CPU processes) per node; > 1 trains with DDP
     num_nodes: int = 1  # machines in a multi-node DDP job
     strategy: str = "auto"  # auto (DDP when devices × num_nodes > 1) or ddp
+    checkpoint_every: int | None = None  # with a run directory: optimizer steps between
+    # mid-epoch checkpoints (None: a checkpoint after each epoch only)
 
     def __post_init__(self) -> None:
         checks = [
@@ -211,6 +213,10 @@ class TrainConfig:
             (self.devices >= 1, "train.devices must be ≥ 1"),
             (self.num_nodes >= 1, "train.num_nodes must be ≥ 1"),
             (self.strategy in ("auto", "ddp"), "train.strategy: auto or ddp"),
+            (
+                self.checkpoint_every is None or self.checkpoint_every >= 1,
+                "train.checkpoint_every must be ≥ 1 (or null)",
+            ),
             (
                 self.precision in ("auto", "32", "bf16-mixed", "16-mixed"),
                 "train.precision: auto, 32, bf16-mixed or 16-mixed",

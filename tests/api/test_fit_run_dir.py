@@ -92,3 +92,67 @@ def test_final_validation_reads_frozen_features_from_the_cache(
     p.fit(toy_table, epochs=1)
     assert calls["fit"] > 0 and calls["evaluate"] == 0  # encoded once, into the cache
     assert p.metrics_["valid"]["rows"] == p.fit_summary_["valid_rows"]
+
+
+class Crash(Exception):
+    """Stands in for a process killed in the middle of an epoch."""
+
+
+def _fit_recording_steps(
+    config: dict, toy_table: Path, run: Path, crash_at: int | None = None, **fit
+) -> tuple[FusionPredictor, list[int]]:
+    """Fit with ``run_dir=run``, recording the global step of every training batch run;
+    raise :class:`Crash` when the step ``crash_at`` is about to run."""
+    from crossfuse.training.lightning_module import FusionModule
+
+    steps: list[int] = []
+    real = FusionModule.training_step
+
+    def step(self, batch, batch_idx):
+        if self.trainer.global_step == crash_at:
+            raise Crash
+        steps.append(self.trainer.global_step)
+        return real(self, batch, batch_idx)
+
+    predictor = FusionPredictor(
+        "label", config=config, modalities={"score": "ignore"}, progress=False
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(FusionModule, "training_step", step)
+        predictor.fit(toy_table, epochs=3, seed=4, run_dir=run, **fit)
+    return predictor, steps
+
+
+def test_a_run_killed_mid_epoch_resumes_after_its_last_checkpointed_step(
+    toy_table: Path, tmp_path: Path
+) -> None:
+    import json
+
+    config = json.loads(json.dumps(TINY_CONFIG))
+    config["train"]["modality_dropout"] = 0.3  # training draws random numbers every batch
+    per_epoch = 9  # 136 training rows in batches of 16
+    whole, steps = _fit_recording_steps(config, toy_table, tmp_path / "whole", checkpoint_every=4)
+    assert steps == list(range(3 * per_epoch))
+
+    run = tmp_path / "run"
+    with pytest.raises(Crash):
+        _fit_recording_steps(config, toy_table, run, crash_at=per_epoch + 6, checkpoint_every=4)
+    checkpoint = SafeCheckpointIO().load_checkpoint(run / "checkpoints" / "last.safetensors")
+    loader = checkpoint["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]
+    assert (checkpoint["global_step"], loader["epoch"], loader["batches"]) == (12, 1, 3)
+
+    resumed, steps = _fit_recording_steps(config, toy_table, run, resume=True, checkpoint_every=4)
+    assert steps == list(range(12, 3 * per_epoch))  # the rest of epoch 2, then epoch 3
+    history = [(r["train_loss"], r["valid_metric"]) for r in resumed.fit_summary_["history"]]
+    expected = [(r["train_loss"], r["valid_metric"]) for r in whole.fit_summary_["history"]]
+    assert np.allclose(history, expected, atol=1e-5)
+    np.testing.assert_allclose(
+        resumed.predict_proba(toy_table).to_numpy(),
+        whole.predict_proba(toy_table).to_numpy(),
+        atol=1e-5,
+    )
+
+
+def test_checkpoint_every_needs_a_run_directory(toy_table: Path) -> None:
+    with pytest.raises(ConfigError, match="checkpoint_every needs a run directory"):
+        _predictor().fit(toy_table, epochs=1, checkpoint_every=5)

@@ -25,6 +25,7 @@ def start(*args: str, cwd: Path) -> subprocess.Popen:
         text=True,
         cwd=cwd,
         env={**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"},
+        start_new_session=True,  # a process group, so a test can kill every DDP rank
     )
 
 
@@ -50,6 +51,19 @@ def fit_summary(model: Path) -> dict:
 
 def valid_metrics(model: Path) -> dict:
     return json.loads((model / "metrics.json").read_text())["valid"]["tasks"]["label"]
+
+
+def assert_same_training(resumed: Path, whole: Path) -> tuple[dict, dict]:
+    """The learning curves and final metrics of two model directories agree to 1e-5;
+    returns their fit summaries."""
+    s_resumed, s_whole = fit_summary(resumed), fit_summary(whole)
+    for a, b in zip(s_resumed["history"], s_whole["history"], strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-5)
+        assert a["valid_loss"] == pytest.approx(b["valid_loss"], abs=1e-5)
+    m_resumed, m_whole = valid_metrics(resumed), valid_metrics(whole)
+    for key in ("accuracy", "f1_macro", "log_loss"):
+        assert m_resumed[key] == pytest.approx(m_whole[key], abs=1e-5)
+    return s_resumed, s_whole
 
 
 def test_two_ddp_processes_match_one_and_write_one_model(tmp_path: Path) -> None:
@@ -101,15 +115,39 @@ def test_a_killed_run_resumes_to_the_same_metrics(tmp_path: Path) -> None:
     assert rc == 0, err
     rc, _, err = finish(reference)
     assert rc == 0, err
-    resumed, whole = fit_summary(tmp_path / "killed"), fit_summary(tmp_path / "whole")
+    resumed, whole = assert_same_training(tmp_path / "killed", tmp_path / "whole")
     assert resumed["epochs"] == whole["epochs"] == 4
     assert resumed["best_epoch"] == whole["best_epoch"]
-    for a, b in zip(resumed["history"], whole["history"], strict=True):
-        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-5)
-        assert a["valid_loss"] == pytest.approx(b["valid_loss"], abs=1e-5)
-    m_resumed, m_whole = valid_metrics(tmp_path / "killed"), valid_metrics(tmp_path / "whole")
-    for key in ("accuracy", "f1_macro", "log_loss"):
-        assert m_resumed[key] == pytest.approx(m_whole[key], abs=1e-5)
+
+
+def test_a_ddp_run_killed_mid_epoch_resumes_to_the_same_metrics(tmp_path: Path) -> None:
+    # 408 training rows, 204 per process, 26 batches of 8 per epoch; a checkpoint every
+    # 5 steps, and the run killed after one taken inside its second epoch.
+    rcp = recipe(tmp_path, rows=480, epochs=3, batch_size=8, modality_dropout=0.2)
+    ddp = ("--devices", "2", "--strategy", "ddp")
+    victim = start(
+        "train", "-c", str(rcp), "--out", "killed", "--run-dir", "run", *ddp,
+        "--checkpoint-every", "5", cwd=tmp_path,
+    )  # fmt: skip
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.safetensors"
+    position = (0, 0)
+    deadline = time.monotonic() + 240
+    while not (position[0] >= 1 and 0 < position[1] < 26) and time.monotonic() < deadline:
+        assert victim.poll() is None, victim.communicate()[1]
+        if checkpoint.exists():
+            loops = SafeCheckpointIO().load_checkpoint(checkpoint)["loops"]
+            loader = loops["fit_loop"]["state_dict"]["combined_loader"][0]
+            position = (loader["epoch"], loader["batches"])
+        time.sleep(0.02)
+    os.killpg(victim.pid, signal.SIGKILL)  # both ranks
+    victim.wait()
+    assert not (tmp_path / "killed").exists()
+    rc, _, err = finish(start("train", "--resume", "run", cwd=tmp_path))
+    assert rc == 0, err
+    rc, _, err = finish(start("train", "-c", str(rcp), "--out", "whole", *ddp, cwd=tmp_path))
+    assert rc == 0, err
+    resumed, whole = assert_same_training(tmp_path / "killed", tmp_path / "whole")
+    assert resumed["processes"] == whole["processes"] == 2
 
 
 def test_resume_errors_are_one_line(tmp_path: Path) -> None:
@@ -126,3 +164,7 @@ def test_resume_errors_are_one_line(tmp_path: Path) -> None:
     (tmp_path / "run" / "run.json").write_text(json.dumps({"train_tabel": "t.csv"}))
     rc, _, err = finish(start("train", "--resume", "run", cwd=tmp_path))
     assert rc == 2 and "unknown entry 'train_tabel'" in err
+    rc, _, err = finish(
+        start("train", "--train", "t.csv", "-l", "label", "--checkpoint-every", "5", cwd=tmp_path)
+    )
+    assert rc == 2 and "checkpoint_every needs a run directory" in err and "Traceback" not in err

@@ -61,13 +61,20 @@ def train(
         Path | None,
         typer.Option(help="Continue the interrupted run in this run directory (no other flags)."),
     ] = None,
+    checkpoint_every: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="With --run-dir: also checkpoint every this many steps inside an epoch."
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train a fused model and write its model directory.
 
     With --devices N (and --num-nodes M) Lightning's DDP trains on N×M processes;
-    only rank 0 writes the model directory. With --run-dir every epoch is
-    checkpointed, and `crossfuse train --resume RUN` continues a killed run.
+    only rank 0 writes the model directory. With --run-dir every epoch (and with
+    --checkpoint-every N, every N steps) is checkpointed, and
+    `crossfuse train --resume RUN` continues a killed run from its last checkpoint.
     """
     if resume is not None:
         _train(**_load_run(resume), progress=progress, resume=True)
@@ -89,6 +96,7 @@ def train(
         "num_nodes": num_nodes,
         "strategy": strategy,
         "run_dir": run_dir,
+        "checkpoint_every": checkpoint_every,
         "progress": progress,
     }
     if run_dir is not None and _env_rank() == 0:
@@ -116,6 +124,7 @@ def _train(
     run_dir: Path | None,
     progress: bool,
     resume: bool,
+    checkpoint_every: int | None = None,
 ) -> None:
     from crossfuse.api import FusionPredictor
     from crossfuse.cli.analysis_cmds import REPORT_FILE, write_report
@@ -149,6 +158,7 @@ def _train(
         strategy=strategy,
         run_dir=run_dir,
         resume=resume,
+        checkpoint_every=checkpoint_every,
     )
     if not predictor.is_global_zero:
         return  # the other DDP ranks trained the same weights; rank 0 writes them

@@ -68,16 +68,22 @@ class History(pl.Callback):
         self.seconds: list[float] = []
         self.rows: list[dict[str, float | int | None]] = []
         self._start = 0.0
-        self._losses: list[float] = []
+        self._loss_sum, self._loss_count = 0.0, 0.0  # this epoch's training batches
+        self._resumed_elapsed: float | None = None
+        self._trainer: pl.Trainer | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._trainer = trainer
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start = time.perf_counter()
-        self._losses = []
+        self._loss_sum, self._loss_count = 0.0, 0.0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is not None:
-            self._losses.append(float(loss))
+            self._loss_sum += float(loss)
+            self._loss_count += 1
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not self._start:
@@ -87,31 +93,56 @@ class History(pl.Callback):
         metrics = trainer.callback_metrics
         first = pl_module.model.tasks[0]
         name, mode = primary_metric(first.task)
-        train_loss = sum(self._losses) / len(self._losses) if self._losses else None
-        if trainer.world_size > 1:  # the mean over every rank's batches, not rank 0's alone
-            mean = torch.tensor(-1.0 if train_loss is None else train_loss, device=pl_module.device)
-            train_loss = float(trainer.strategy.reduce(mean, reduce_op="mean"))
+        loss_sum, count = self._rank_mean(self._loss_sum, self._loss_count)
         self.rows.append(
             {
                 "epoch": trainer.current_epoch + 1,
-                "train_loss": train_loss,
+                "train_loss": loss_sum / count if count else None,
                 "valid_loss": _number(metrics.get("val_loss")),
                 "valid_metric": _number(metrics.get(f"val_{first.name}_{name}")),
                 "metric": name,
             }
         )
 
+    def _rank_mean(self, *values: float) -> list[float]:
+        """``values`` averaged over the DDP ranks (as they are with one process).
+
+        Every rank runs the same number of batches, so the mean of the per-rank sums
+        over the mean of the counts is the mean loss over every rank's batches.
+        """
+        trainer = self._trainer
+        if trainer is None or trainer.world_size == 1:
+            return list(values)
+        t = torch.tensor(values, dtype=torch.float64, device=trainer.strategy.root_device)
+        return trainer.strategy.reduce(t, reduce_op="mean").tolist()
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._resumed_elapsed is not None:  # resumed mid-epoch: the epoch goes on
+            self._start = time.perf_counter() - self._resumed_elapsed
+            self._resumed_elapsed = None
+
     def state_dict(self) -> dict[str, Any]:
-        return {"seconds": list(self.seconds), "rows": [dict(r) for r in self.rows]}
+        # Every rank saves at the same step (rank 0's copy is written), so the partial
+        # epoch's losses are averaged over the ranks here, as at the end of an epoch.
+        mid_epoch = bool(self._start)  # an epoch is under way (a mid-epoch checkpoint)
+        loss = self._rank_mean(self._loss_sum, self._loss_count) if mid_epoch else [0.0, 0.0]
+        return {
+            "seconds": list(self.seconds),
+            "rows": [dict(r) for r in self.rows],
+            "epoch_loss": loss,  # [sum, batches] of the epoch so far
+            "epoch_elapsed": time.perf_counter() - self._start if mid_epoch else None,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.seconds, self.rows = list(state_dict["seconds"]), list(state_dict["rows"])
+        self._loss_sum, self._loss_count = state_dict.get("epoch_loss", [0.0, 0.0])
+        self._resumed_elapsed = state_dict.get("epoch_elapsed")
 
 
 class RngState(pl.Callback):
     """Saves the Python, NumPy and torch (CPU and CUDA) random states in each checkpoint
-    and puts them back before the first resumed epoch, so dropout, augmentation and
-    modality dropout draw the same numbers as an uninterrupted run."""
+    and puts them back before the first resumed batch is fetched, so dropout,
+    augmentation and modality dropout draw the same numbers as an uninterrupted run."""
 
     def __init__(self) -> None:
         self._pending: dict[str, Any] | None = None
@@ -129,7 +160,9 @@ class RngState(pl.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._pending = state_dict
 
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Nothing between here and the first training batch draws random numbers: the
+        # loaders' iterators take their worker seeds from their own generators.
         state, self._pending = self._pending, None
         if state is None:
             return
@@ -141,16 +174,24 @@ class RngState(pl.Callback):
             torch.cuda.set_rng_state_all(state["cuda"])
 
 
-class EpochCheckpoint(pl.Callback):
-    """Write ``path`` after every validated epoch, replacing the previous one atomically
-    (through the Trainer's checkpoint I/O; in DDP only rank 0 writes)."""
+class RunCheckpoint(pl.Callback):
+    """Write ``path`` after every validated epoch and, with ``every_n_steps``, after
+    every that many optimizer steps inside an epoch, replacing the previous one
+    atomically (through the Trainer's checkpoint I/O; in DDP only rank 0 writes)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, every_n_steps: int | None = None) -> None:
         self.path = Path(path)
+        self.every_n_steps = every_n_steps
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
             trainer.save_checkpoint(self.path)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        n = self.every_n_steps
+        if not n or trainer.global_step % n or batch_idx + 1 >= trainer.num_training_batches:
+            return  # the epoch's last batch is followed by validation and its checkpoint
+        trainer.save_checkpoint(self.path)
 
 
 def _number(value) -> float | None:

@@ -3,17 +3,19 @@
 Lightning calls :meth:`FusionDataModule.setup` in every process once the process group
 exists, so under DDP the ranks split the frozen encoders' work there, and each rank's
 loaders read only its shard of the rows (training rows reshuffled every epoch from
-``seed + epoch``, so a resumed run sees the same order as an uninterrupted one).
+``seed + epoch``, so a resumed run sees the same order as an uninterrupted one, and
+continues a half-done epoch after the batches it had trained on).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Sampler
 
 from crossfuse.cache.sharded import RankGroup
 from crossfuse.config import TrainConfig
@@ -23,6 +25,7 @@ from crossfuse.data.table import Table
 from crossfuse.errors import ConfigError
 from crossfuse.models import FusionModel
 from crossfuse.training.cached_inputs import CachedColumn, cache_table
+from crossfuse.training.resumable_loader import ResumableLoader, ResumableSampler
 
 
 class ShardSampler(Sampler[int]):
@@ -102,6 +105,17 @@ class FusionDataModule(pl.LightningDataModule):
                 cached=self.cached[part],
             )
 
+    def steps_per_epoch(self) -> int:
+        """Training batches per epoch in each process (the length of its loader).
+
+        The LR schedule needs it before training starts; Lightning's own estimate
+        would build the training loader before a checkpoint is restored, and a loader
+        built then cannot take up a half-done epoch.
+        """
+        rank, world = self._place()
+        share = math.ceil(len(self.tables["train"]) / world)  # DistributedSampler pads
+        return math.ceil(share / self.config.batch_size)
+
     def _place(self) -> tuple[int, int]:
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
@@ -109,18 +123,24 @@ class FusionDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         rank, world = self._place()
         dataset = self.datasets["train"]
-        sampler = DistributedSampler(
+        sampler = ResumableSampler(
             dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.config.seed
         )  # Lightning calls set_epoch: a new order every epoch, the same on resume
-        return self._loader(dataset, sampler, rank)
+        return self._loader(dataset, sampler, rank, loader=ResumableLoader)
 
     def val_dataloader(self) -> DataLoader:
         rank, world = self._place()
         dataset = self.datasets["valid"]
         return self._loader(dataset, ShardSampler(len(dataset), rank, world), rank)
 
-    def _loader(self, dataset: FusionDataset, sampler: Sampler, rank: int) -> DataLoader:
-        return DataLoader(
+    def _loader(
+        self,
+        dataset: FusionDataset,
+        sampler: Sampler,
+        rank: int,
+        loader: type[DataLoader] = DataLoader,
+    ) -> DataLoader:
+        return loader(
             dataset,
             batch_size=self.config.batch_size,
             sampler=sampler,

@@ -26,7 +26,7 @@ from crossfuse.device import lightning_accelerator, resolve_device, resolve_prec
 from crossfuse.errors import CellError, ConfigError
 from crossfuse.models import FusionModel
 from crossfuse.training.cached_inputs import cacheable_inputs
-from crossfuse.training.callbacks import BestWeights, EpochCheckpoint, History, RngState
+from crossfuse.training.callbacks import BestWeights, History, RngState, RunCheckpoint
 from crossfuse.training.checkpoint_io import SafeCheckpointIO
 from crossfuse.training.data_module import FusionDataModule
 from crossfuse.training.lightning_module import FusionModule
@@ -88,8 +88,9 @@ def fit_model(
     distillation module; None builds the plain :class:`FusionModule`. With
     ``config.devices × config.num_nodes > 1`` Lightning runs DDP: every process calls
     this function and gets the same trained weights; :attr:`FitResult.global_rank`
-    says which process this is. ``run_dir`` keeps a checkpoint after every epoch
-    (weights, optimizer, schedule, RNG, loops); ``resume`` continues from it.
+    says which process this is. ``run_dir`` keeps a checkpoint after every epoch and
+    every ``config.checkpoint_every`` steps (weights, optimizer, schedule, RNG, loops,
+    the position in the epoch); ``resume`` continues from it.
     """
     if module is not None and module.model is not model:
         raise ValueError("fit_model: `module` must wrap the `model` being trained")
@@ -127,7 +128,7 @@ def fit_model(
     if progress:
         callbacks.append(RichProgressBar(leave=False))
     if checkpoint is not None:
-        callbacks.append(EpochCheckpoint(checkpoint))
+        callbacks.append(RunCheckpoint(checkpoint, config.checkpoint_every))
     with warnings.catch_warnings(), _quiet_lightning():
         trainer = pl.Trainer(
             max_epochs=config.epochs,
@@ -138,7 +139,7 @@ def fit_model(
             logger=TensorBoardLogger(str(log_dir), name="", version="", default_hp_metric=False),
             callbacks=callbacks,
             plugins=[SafeCheckpointIO()],
-            enable_checkpointing=False,  # EpochCheckpoint writes the run's checkpoint
+            enable_checkpointing=False,  # RunCheckpoint writes the run's checkpoint
             enable_model_summary=False,
             enable_progress_bar=progress,
             gradient_clip_val=config.grad_clip or None,

@@ -131,7 +131,7 @@ class FusionModule(pl.LightningModule):
                 weight_decay=cfg.weight_decay,
             )
         )
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        total = max(total_steps(self.trainer), 1)
         warmup = int(self.config.warmup * total)
 
         def schedule(step: int) -> float:  # linear warm-up, then cosine decay to 0
@@ -145,3 +145,11 @@ class FusionModule(pl.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+
+def total_steps(trainer: pl.Trainer) -> int:
+    """Optimizer steps of the whole fit, for the learning-rate schedule."""
+    per_epoch = getattr(trainer.datamodule, "steps_per_epoch", None)
+    if per_epoch is None or trainer.max_epochs is None or trainer.max_epochs < 0:
+        return int(trainer.estimated_stepping_batches)
+    return math.ceil(per_epoch() / trainer.accumulate_grad_batches) * trainer.max_epochs
