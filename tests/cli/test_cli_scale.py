@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -122,36 +123,49 @@ def test_a_killed_run_resumes_to_the_same_metrics(tmp_path: Path) -> None:
 
 def test_a_ddp_run_killed_mid_epoch_resumes_to_the_same_metrics(tmp_path: Path) -> None:
     # 408 training rows, 204 per process, 26 batches of 8 per epoch; a checkpoint every
-    # 5 steps, and the run killed after one taken inside its second epoch.
-    rcp = recipe(tmp_path, rows=480, epochs=3, batch_size=8, modality_dropout=0.2)
+    # 5 steps, and the run killed after one taken inside its first epoch.
+    rcp = recipe(tmp_path, rows=480, epochs=2, batch_size=8, modality_dropout=0.2)
     ddp = ("--devices", "2", "--strategy", "ddp")
     victim = start(
         "train", "-c", str(rcp), "--out", "killed", "--run-dir", "run", *ddp,
         "--checkpoint-every", "5", cwd=tmp_path,
     )  # fmt: skip
+    reference = start("train", "-c", str(rcp), "--out", "whole", *ddp, cwd=tmp_path)
     checkpoint = tmp_path / "run" / "checkpoints" / "last.safetensors"
-    position = (0, 0)
+    done = 0  # batches of the first epoch in the last checkpoint
     deadline = time.monotonic() + 240
-    while not (position[0] >= 1 and 0 < position[1] < 26) and time.monotonic() < deadline:
+    while done == 0 and time.monotonic() < deadline:
         assert victim.poll() is None, victim.communicate()[1]
         if checkpoint.exists():
             loops = SafeCheckpointIO().load_checkpoint(checkpoint)["loops"]
-            loader = loops["fit_loop"]["state_dict"]["combined_loader"][0]
-            position = (loader["epoch"], loader["batches"])
+            done = loops["fit_loop"]["state_dict"]["combined_loader"][0]["batches"]
         time.sleep(0.02)
     os.killpg(victim.pid, signal.SIGKILL)  # both ranks
     victim.wait()
     assert not (tmp_path / "killed").exists()
+    loops = SafeCheckpointIO().load_checkpoint(checkpoint)["loops"]
+    loader = loops["fit_loop"]["state_dict"]["combined_loader"][0]
+    assert loader["epoch"] == 0 and 0 < loader["batches"] < 26  # killed inside epoch 1
     rc, _, err = finish(start("train", "--resume", "run", cwd=tmp_path))
     assert rc == 0, err
-    rc, _, err = finish(start("train", "-c", str(rcp), "--out", "whole", *ddp, cwd=tmp_path))
+    rc, _, err = finish(reference)
     assert rc == 0, err
     resumed, whole = assert_same_training(tmp_path / "killed", tmp_path / "whole")
     assert resumed["processes"] == whole["processes"] == 2
 
 
-def test_resume_errors_are_one_line(tmp_path: Path) -> None:
-    rc, _, err = finish(start("train", "--resume", "nowhere", cwd=tmp_path))
+def run_main(monkeypatch: pytest.MonkeyPatch, capsys, cwd: Path, *args: str) -> tuple[int, str]:
+    """``crossfuse ARGS`` through the real entry point, in this process (no import cost)."""
+    cli_app = importlib.import_module("crossfuse.cli.app")  # the package re-exports `app`
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", ["crossfuse", *args, "--no-progress"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli_app.main()
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def test_resume_errors_are_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    rc, err = run_main(monkeypatch, capsys, tmp_path, "train", "--resume", "nowhere")
     assert rc == 2 and "not a run directory" in err and "Traceback" not in err
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "run.json").write_text(
@@ -159,12 +173,11 @@ def test_resume_errors_are_one_line(tmp_path: Path) -> None:
     )
     make_toy_table(tmp_path, n=40)
     (tmp_path / "t.csv").write_text((tmp_path / "toy.csv").read_text())
-    rc, _, err = finish(start("train", "--resume", "run", cwd=tmp_path))
+    rc, err = run_main(monkeypatch, capsys, tmp_path, "train", "--resume", "run")
     assert rc == 2 and "nothing to resume" in err and "Traceback" not in err
     (tmp_path / "run" / "run.json").write_text(json.dumps({"train_tabel": "t.csv"}))
-    rc, _, err = finish(start("train", "--resume", "run", cwd=tmp_path))
+    rc, err = run_main(monkeypatch, capsys, tmp_path, "train", "--resume", "run")
     assert rc == 2 and "unknown entry 'train_tabel'" in err
-    rc, _, err = finish(
-        start("train", "--train", "t.csv", "-l", "label", "--checkpoint-every", "5", cwd=tmp_path)
-    )
+    args = ("train", "--train", "t.csv", "-l", "label", "--checkpoint-every", "5")
+    rc, err = run_main(monkeypatch, capsys, tmp_path, *args)
     assert rc == 2 and "checkpoint_every needs a run directory" in err and "Traceback" not in err
