@@ -15,9 +15,15 @@ from tests.distributed import run_ranks
 NS = "test-namespace"
 
 
-def _cells(folder: Path) -> list:
-    cells = [write_png(folder / f"img{i}.png", 20 * i, size=12) for i in range(9)]
+def _write_media(folder: Path) -> None:
+    """Written once, before the ranks start (ranks rewriting them would race readers)."""
+    for i in range(9):
+        write_png(folder / f"img{i}.png", 20 * i, size=12)
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+
+
+def _cells(folder: Path) -> list:
+    cells = [f"img{i}.png" for i in range(9)]
     return [*cells, cells[0], "broken.png", None, cells[3]]  # duplicates, a bad cell, a gap
 
 
@@ -63,6 +69,7 @@ def _rank(rank: int, world: int, folder: Path) -> None:
 
 
 def test_two_ranks_encode_disjoint_shares_and_both_stores_are_complete(tmp_path):
+    _write_media(tmp_path)
     run_ranks(_rank, 2, tmp_path, tmp_path)
     got = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     # 9 distinct images; node 1 had 2 of them, node 0 none → all 9 are needed somewhere
