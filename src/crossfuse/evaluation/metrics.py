@@ -30,20 +30,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchmetrics.functional.classification import (
-    multiclass_accuracy,
-    multiclass_confusion_matrix,
-    multiclass_f1_score,
-    multiclass_precision,
-    multiclass_recall,
-)
-from torchmetrics.functional.regression import (
-    mean_absolute_error,
-    mean_squared_error,
-    pearson_corrcoef,
-)
 
 from crossfuse.errors import ConfigError
+
+# torchmetrics is imported where it is used: importing it costs about 1.6 s (it pulls
+# in transformers), which every `crossfuse` command would otherwise pay at start-up.
 
 ArrayLike = torch.Tensor | np.ndarray
 LOG_LOSS_EPS = 1e-15
@@ -73,6 +64,14 @@ def classification_metrics(
     is the order of ``per_class`` and of the confusion matrix rows (true) and columns
     (predicted). See the module docstring for the averaging conventions.
     """
+    from torchmetrics.functional.classification import (
+        multiclass_accuracy,
+        multiclass_confusion_matrix,
+        multiclass_f1_score,
+        multiclass_precision,
+        multiclass_recall,
+    )
+
     probs_t, target_t, names = _classification_inputs(probs, target, classes)
     num_classes = len(names)
     preds = probs_t.argmax(dim=1)  # (N,)
@@ -120,6 +119,8 @@ def regression_metrics(pred: ArrayLike, target: ArrayLike) -> dict[str, Any]:
     Returns ``mse``, ``rmse``, ``mae``, ``r2``, ``pearson`` (floats) and ``n``. Computed
     in float64; constant inputs never raise (see the module docstring).
     """
+    from torchmetrics.functional.regression import mean_absolute_error, mean_squared_error
+
     pred_t = _as_vector(pred, "pred")
     target_t = _as_vector(target, "target")
     if pred_t.shape != target_t.shape:
@@ -155,6 +156,8 @@ def _pearson(pred: torch.Tensor, target: torch.Tensor) -> float:
     """Pearson correlation, 0.0 when either side is constant (undefined correlation)."""
     if _is_constant(pred) or _is_constant(target):
         return 0.0
+    from torchmetrics.functional.regression import pearson_corrcoef
+
     value = float(pearson_corrcoef(pred, target))
     return value if math.isfinite(value) else 0.0
 
