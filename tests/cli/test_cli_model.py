@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from tests.cli.test_cli_data import run
-from tests.conftest import TINY_CONFIG
+from tests.conftest import TINY_CONFIG, make_toy_table
 
 
 @pytest.fixture(scope="module")
@@ -118,11 +118,12 @@ def test_model_command_mistakes(toy_table: Path, args: list[str], message: str) 
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
-def test_embed_fills_the_cache_once(toy_table: Path, tmp_path: Path) -> None:
+def test_embed_fills_the_cache_once(tmp_path: Path) -> None:
     import os
     import subprocess
     import sys
 
+    table = make_toy_table(tmp_path / "data", n=40)  # the default image encoder is slow
     env = {**os.environ, "CROSSFUSE_CACHE": str(tmp_path / "cache"), "COLUMNS": "200"}
     args = [
         sys.executable,
@@ -130,7 +131,7 @@ def test_embed_fills_the_cache_once(toy_table: Path, tmp_path: Path) -> None:
         "crossfuse",
         "embed",
         "--train",
-        str(toy_table),
+        str(table),
         "--label",
         "label",
     ]
