@@ -112,21 +112,25 @@ class FusionDataModule(pl.LightningDataModule):
         would build the training loader before a checkpoint is restored, and a loader
         built then cannot take up a half-done epoch.
         """
-        rank, world = self._place()
-        share = math.ceil(len(self.tables["train"]) / world)  # DistributedSampler pads
-        return math.ceil(share / self.config.batch_size)
+        return math.ceil(len(self._train_sampler()) / self.config.batch_size)
 
     def _place(self) -> tuple[int, int]:
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
 
     def train_dataloader(self) -> DataLoader:
+        sampler = self._train_sampler()
+        return self._loader(self.datasets["train"], sampler, sampler.rank, loader=ResumableLoader)
+
+    def _train_sampler(self) -> ResumableSampler:
         rank, world = self._place()
-        dataset = self.datasets["train"]
-        sampler = ResumableSampler(
-            dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.config.seed
+        return ResumableSampler(
+            self.datasets["train"],
+            num_replicas=world,
+            rank=rank,
+            shuffle=True,
+            seed=self.config.seed,
         )  # Lightning calls set_epoch: a new order every epoch, the same on resume
-        return self._loader(dataset, sampler, rank, loader=ResumableLoader)
 
     def val_dataloader(self) -> DataLoader:
         rank, world = self._place()
