@@ -16,6 +16,7 @@ import yaml
 
 from crossfuse.training.checkpoint_io import SafeCheckpointIO
 from tests.conftest import TINY_CONFIG, make_toy_table
+from tests.training.test_resumable_loader import checkpoint_loader_state
 
 
 def start(*args: str, cwd: Path) -> subprocess.Popen:
@@ -67,6 +68,16 @@ def assert_same_training(resumed: Path, whole: Path) -> tuple[dict, dict]:
     return s_resumed, s_whole
 
 
+def resume_and_compare(folder: Path, reference: subprocess.Popen) -> tuple[dict, dict]:
+    """Resume the killed run in ``folder/run``, let the uninterrupted ``reference`` finish,
+    and check that both trained alike (``killed`` vs ``whole``); returns their summaries."""
+    rc, _, err = finish(start("train", "--resume", "run", cwd=folder))
+    assert rc == 0, err
+    rc, _, err = finish(reference)
+    assert rc == 0, err
+    return assert_same_training(folder / "killed", folder / "whole")
+
+
 def test_two_ddp_processes_match_one_and_write_one_model(tmp_path: Path) -> None:
     rcp = recipe(tmp_path, rows=240, epochs=5)
     one = start("train", "-c", str(rcp), "--out", "one", cwd=tmp_path)
@@ -112,11 +123,7 @@ def test_a_killed_run_resumes_to_the_same_metrics(tmp_path: Path) -> None:
     assert victim.wait() == -signal.SIGKILL  # killed mid-run, not finished
     assert not (tmp_path / "killed").exists()
     assert SafeCheckpointIO().load_checkpoint(checkpoint)["epoch"] < 3
-    rc, _, err = finish(start("train", "--resume", "run", cwd=tmp_path))
-    assert rc == 0, err
-    rc, _, err = finish(reference)
-    assert rc == 0, err
-    resumed, whole = assert_same_training(tmp_path / "killed", tmp_path / "whole")
+    resumed, whole = resume_and_compare(tmp_path, reference)
     assert resumed["epochs"] == whole["epochs"] == 4
     assert resumed["best_epoch"] == whole["best_epoch"]
 
@@ -137,20 +144,14 @@ def test_a_ddp_run_killed_mid_epoch_resumes_to_the_same_metrics(tmp_path: Path) 
     while done == 0 and time.monotonic() < deadline:
         assert victim.poll() is None, victim.communicate()[1]
         if checkpoint.exists():
-            loops = SafeCheckpointIO().load_checkpoint(checkpoint)["loops"]
-            done = loops["fit_loop"]["state_dict"]["combined_loader"][0]["batches"]
+            done = checkpoint_loader_state(checkpoint)["batches"]
         time.sleep(0.02)
     os.killpg(victim.pid, signal.SIGKILL)  # both ranks
     victim.wait()
     assert not (tmp_path / "killed").exists()
-    loops = SafeCheckpointIO().load_checkpoint(checkpoint)["loops"]
-    loader = loops["fit_loop"]["state_dict"]["combined_loader"][0]
+    loader = checkpoint_loader_state(checkpoint)
     assert loader["epoch"] == 0 and 0 < loader["batches"] < 26  # killed inside epoch 1
-    rc, _, err = finish(start("train", "--resume", "run", cwd=tmp_path))
-    assert rc == 0, err
-    rc, _, err = finish(reference)
-    assert rc == 0, err
-    resumed, whole = assert_same_training(tmp_path / "killed", tmp_path / "whole")
+    resumed, whole = resume_and_compare(tmp_path, reference)
     assert resumed["processes"] == whole["processes"] == 2
 
 

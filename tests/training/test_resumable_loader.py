@@ -3,11 +3,14 @@ state hands out exactly the batches an uninterrupted loader had left."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch.utils.data import Dataset
 
 from crossfuse.errors import ConfigError
+from crossfuse.training.checkpoint_io import SafeCheckpointIO
 from crossfuse.training.resumable_loader import ResumableLoader, ResumableSampler
 
 
@@ -22,6 +25,12 @@ class Rows(Dataset):
     def __getitem__(self, i: int) -> int:
         self.seen.append(i)
         return i
+
+
+def checkpoint_loader_state(path: Path) -> dict:
+    """The training loader's state in a Lightning checkpoint written by crossfuse."""
+    loops = SafeCheckpointIO().load_checkpoint(path)["loops"]
+    return loops["fit_loop"]["state_dict"]["combined_loader"][0]
 
 
 def loader(rows: Rows, *, rank: int = 0, world: int = 1, batch_size: int = 4) -> ResumableLoader:
